@@ -1,0 +1,1 @@
+"""asynclm.engine."""

@@ -1,0 +1,1 @@
+"""LoRA fine-tuning pipeline that teaches a model the CML protocol."""

@@ -1,0 +1,1 @@
+"""Example inferlets: programs that drive the inference core through the Context API."""

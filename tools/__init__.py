@@ -1,0 +1,1 @@
+"""Ready-made tools for asynclm agents: HTTP, calculator, files, clock, simulated."""
