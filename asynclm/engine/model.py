@@ -48,14 +48,14 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
-def rope_tables(cfg: ModelConfig, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+def rope_tables(cfg: ModelConfig) -> tuple[Tensor, Tensor]:
     """cos/sin tables `[max_position, head_dim]` in the rotate-half convention."""
     inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, cfg.head_dim, 2).float() / cfg.head_dim))
     inv_freq = _scale_inv_freq(inv_freq, cfg)
     t = torch.arange(cfg.max_position, dtype=torch.float32)
     freqs = torch.outer(t, inv_freq)
     emb = torch.cat((freqs, freqs), dim=-1)
-    return emb.cos().to(device), emb.sin().to(device)
+    return emb.cos(), emb.sin()
 
 
 def _scale_inv_freq(inv_freq: Tensor, cfg: ModelConfig) -> Tensor:

@@ -1,0 +1,282 @@
+"""The Context API: what an inferlet (and the agent runtime) sees of the inference core.
+
+A context is a token sequence whose K/V live in the engine's paged pool. Text and tokens are
+appended lazily (`append`, `system`, `user`, `assistant`) and computed at the next `flush()`,
+`forward()` or generation step, batched with every other context's work.
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+from collections.abc import Sequence as Seq
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from asynclm.engine.generation import Generation
+from asynclm.engine.grammar import Constraint, Grammar
+from asynclm.engine.pages import PageTable
+from asynclm.engine.sampling import Sampler
+from asynclm.engine.scheduler import ForwardRequest, LogitsWanted
+from asynclm.engine.sequence import Sequence
+
+if TYPE_CHECKING:
+    from asynclm.engine.engine import Engine
+    from asynclm.engine.scope import Scope
+
+_seeds = itertools.count()
+
+
+class ContextClosedError(RuntimeError):
+    """The context was released."""
+
+
+class Context:
+    """A live token sequence on an engine. Create with `engine.context()`."""
+
+    def __init__(self, engine: Engine, scope: Scope | None = None, *, _seq: Sequence | None = None):
+        self.engine = engine
+        self.scope = scope or engine.root_scope
+        self._seq = _seq or Sequence(PageTable(engine.pool.page_size), self.scope)
+        self.scope.adopt(self._seq)
+        self._pending: list[int] = []
+        self._pending_pos: list[int] = []
+        self._generation: Generation | None = None
+        self._released = False
+        self._base_seed = next(_seeds)
+        self._finalizer = weakref.finalize(self, _release_sequence, engine, self._seq)
+
+    # ---- state -------------------------------------------------------------------------------
+    @property
+    def id(self) -> int:
+        return self._seq.id
+
+    @property
+    def tokens(self) -> list[int]:
+        """Every token of the context: computed ones, then pending ones."""
+        return self._seq.tokens + self._pending
+
+    @property
+    def positions(self) -> list[int]:
+        return self._seq.positions + self._pending_pos
+
+    @property
+    def num_tokens(self) -> int:
+        return self._seq.num_tokens + len(self._pending)
+
+    @property
+    def num_cached(self) -> int:
+        """Tokens whose K/V are already computed."""
+        return self._seq.num_tokens
+
+    @property
+    def num_pages(self) -> int:
+        return self._seq.table.num_pages
+
+    @property
+    def next_position(self) -> int:
+        """Position of the next appended token: one past the largest so far."""
+        return max(self._seq.next_position, max(self._pending_pos, default=-1) + 1)
+
+    @property
+    def text(self) -> str:
+        return self.engine.tokenizer.decode(self.tokens)
+
+    @property
+    def seed(self) -> int:
+        return self._base_seed
+
+    @property
+    def is_released(self) -> bool:
+        return self._released
+
+    # ---- filling -----------------------------------------------------------------------------
+    def append(self, content: str | Seq[int], positions: Seq[int] | None = None) -> None:
+        """Queue text or token ids; computed at the next flush/forward/generation step.
+
+        Positions default to consecutive ids after the largest position so far; explicit ones
+        may leave gaps or repeat (Prompt Cache lays modules out at fixed positions).
+        """
+        self._check_open()
+        tokens = self.engine.tokenizer.encode(content) if isinstance(content, str) else list(content)
+        if positions is None:
+            start = self.next_position
+            positions = range(start, start + len(tokens))
+        elif len(positions) != len(tokens):
+            raise ValueError(f"{len(tokens)} tokens but {len(positions)} positions")
+        self._check_tokens(tokens, positions)
+        self._pending += tokens
+        self._pending_pos += list(positions)
+
+    def system(self, text: str) -> None:
+        self._role("system", text)
+
+    def user(self, text: str) -> None:
+        self._role("user", text)
+
+    def assistant(self, text: str | None = None) -> None:
+        """A whole assistant turn, or (with no text) the opening of one to generate into."""
+        if text is None:
+            self.append(self.engine.tokenizer.chat.generation_prompt)
+        else:
+            self._role("assistant", text)
+
+    def _role(self, role: str, text: str) -> None:
+        chat = self.engine.tokenizer.chat
+        begin = chat.begin if self.num_tokens == 0 else ""
+        self.append(begin + chat.render(role, text))
+
+    async def flush(self) -> None:
+        """Compute the K/V of everything pending."""
+        await self._submit("none")
+
+    async def forward(self, tokens: Seq[int], positions: Seq[int] | None = None) -> Tensor:
+        """Append tokens and return their logits `[len(tokens), vocab]` (for custom decoding)."""
+        self.append(tokens, positions)
+        logits = await self._submit("all")
+        assert logits is not None  # "all" rows were requested for at least one token
+        return logits[-len(tokens) :] if len(tokens) else logits[:0]
+
+    async def _submit(self, logits: LogitsWanted) -> Tensor | None:
+        self._check_open()
+        if not self._pending:
+            return None
+        tokens, positions = self._pending, self._pending_pos
+        self._pending, self._pending_pos = [], []
+        request = ForwardRequest(self._seq, tokens, positions, logits)
+        try:
+            return await self.engine.scheduler.submit(request)
+        finally:  # what was not computed (cancellation, errors) stays pending
+            self._pending = tokens[request.done :] + self._pending
+            self._pending_pos = positions[request.done :] + self._pending_pos
+
+    # ---- generation --------------------------------------------------------------------------
+    def generate(
+        self,
+        sampler: Sampler | None = None,
+        *,
+        max_tokens: int = 256,
+        stop: Seq[str | int] | None = None,
+        constrain: Constraint | Grammar | None = None,
+        ban: Seq[int] | None = None,
+        stop_at_eos: bool = True,
+    ) -> Generation:
+        """Start generating; iterate the result with `async for step in ...`.
+
+        Args:
+            sampler: how to pick tokens (default greedy).
+            max_tokens: the most tokens to sample.
+            stop: strings or token ids that end the generation (EOS ends it too unless
+                `stop_at_eos=False`).
+            constrain: a grammar (from `engine.grammar(...)`) or any `Constraint`.
+            ban: token ids that may never be sampled (a logit mask).
+        """
+        self._check_open()
+        if self._generation is not None:
+            raise RuntimeError("this context already has a running generation")
+        if self.num_tokens == 0:
+            raise ValueError("cannot generate from an empty context: append a prompt first")
+        gen = Generation(self, sampler or Sampler(), max_tokens=max_tokens, stop=stop,
+                         constrain=constrain, ban=ban, stop_at_eos=stop_at_eos)
+        self._generation = gen
+        return gen
+
+    async def _step_logits(self) -> Tensor:
+        if not self._pending:  # e.g. the first step after a flush: recompute the last token's row
+            raise RuntimeError("nothing to compute: the context has no pending tokens")
+        logits = await self._submit("last")
+        assert logits is not None  # "last" of a non-empty request always yields one row
+        return logits
+
+    def _push_sampled(self, token: int) -> None:
+        self._pending.append(token)
+        self._pending_pos.append(self.next_position)
+
+    def _generation_ended(self, gen: Generation) -> None:
+        if self._generation is gen:
+            self._generation = None
+
+    # ---- KV sharing --------------------------------------------------------------------------
+    def fork(self) -> Context:
+        """A new context with the same tokens; computed pages are shared, not copied."""
+        self._check_open()
+        seq = Sequence(self._seq.table.share(self.engine.pool), self.scope,
+                       list(self._seq.tokens), list(self._seq.positions))
+        seq.max_position = self._seq.max_position
+        child = Context(self.engine, self.scope, _seq=seq)
+        child._pending, child._pending_pos = list(self._pending), list(self._pending_pos)
+        return child
+
+    def save(self, name: str, *, overwrite: bool = False) -> None:
+        """Export the computed K/V under `name`; it outlives this context."""
+        self._check_open()
+        if self._pending:
+            raise ValueError("save() needs every token computed: await flush() first")
+        self.engine._save_export(self.scope, name, self._seq, overwrite=overwrite)
+
+    @classmethod
+    def open(cls, engine: Engine, name: str, scope: Scope | None = None) -> Context:
+        """A new context starting with an export's tokens (pages shared, nothing recomputed)."""
+        ctx = cls(engine, scope)
+        ctx.attach(name)
+        return ctx
+
+    def attach(self, name: str) -> None:
+        """Append an export's K/V after this context's tokens: page-table concatenation.
+
+        The export's keys keep the positions they were computed at.
+        """
+        self._check_open()
+        if self._pending:
+            raise ValueError("attach() needs every token computed: await flush() first")
+        export = self.engine._get_export(self.scope, name)
+        self.scope.check(export.table.num_pages, 0)
+        self._seq.table.extend(self.engine.pool, export.table)
+        self._seq.commit(list(export.tokens), list(export.positions))
+
+    def truncate(self, n: int) -> None:
+        """Keep the first n tokens."""
+        self._check_open()
+        if not 0 <= n <= self.num_tokens:
+            raise ValueError(f"cannot truncate a context of {self.num_tokens} tokens to {n}")
+        if self._generation is not None:
+            raise RuntimeError("cannot truncate during a generation")
+        cached = self._seq.num_tokens
+        if n >= cached:
+            del self._pending[n - cached :], self._pending_pos[n - cached :]
+        else:
+            self._seq.truncate(self.engine.pool, n)
+            self._pending, self._pending_pos = [], []
+
+    def release(self) -> None:
+        """Give the context's pages back; it cannot be used afterwards. Idempotent."""
+        if not self._released:
+            self._released = True
+            self._finalizer()
+
+    async def __aenter__(self) -> Context:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+    def _check_open(self) -> None:
+        if self._released:
+            raise ContextClosedError("this context was released")
+
+    def _check_tokens(self, tokens: list[int], positions: Seq[int]) -> None:
+        vocab = self.engine.config.vocab_size
+        bad = [t for t in tokens if not 0 <= t < vocab]
+        if bad:
+            raise ValueError(f"token ids out of range [0, {vocab}): {bad[:5]}")
+        limit = self.engine.config.max_position
+        if positions and (min(positions) < 0 or max(positions) >= limit):
+            raise ValueError(f"positions must lie in [0, {limit}) (the model's window)")
+
+    def __repr__(self) -> str:
+        return f"Context(id={self.id}, tokens={self.num_tokens}, cached={self.num_cached})"
+
+
+def _release_sequence(engine: Engine, seq: Sequence) -> None:
+    seq.release(engine.pool)

@@ -1,0 +1,202 @@
+"""The engine: a model, its KV page pool, the scheduler, exports and scopes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from asynclm.engine.config import ModelConfig
+from asynclm.engine.context import Context
+from asynclm.engine.grammar import Grammar, GrammarCompiler
+from asynclm.engine.kv_cache import KVCache
+from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
+from asynclm.engine.model import Transformer
+from asynclm.engine.pages import PagePool, PageTable
+from asynclm.engine.scheduler import Scheduler
+from asynclm.engine.scope import Quota, Scope
+from asynclm.engine.sequence import Sequence
+from asynclm.engine.tokenizer import Tokenizer
+
+DEFAULT_KV_BYTES = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    """Named K/V kept alive by the engine (pages shared, never copied)."""
+
+    table: PageTable
+    tokens: tuple[int, ...]
+    positions: tuple[int, ...]
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.tokens)
+
+
+class Engine:
+    """Runs one model for many concurrent contexts.
+
+    Args:
+        model: the engine's `Transformer`.
+        tokenizer: its tokenizer.
+        kv_bytes: memory budget of the KV pool (default 1 GiB); or give `num_pages`.
+        page_size: tokens per KV page.
+        max_batch_tokens: tokens per forward (chunked prefill bound).
+        name / fingerprint: identity of the weights (Prompt Cache keys its disk store by it).
+    """
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        *,
+        kv_bytes: int | None = None,
+        num_pages: int | None = None,
+        page_size: int = 16,
+        max_batch_tokens: int = 512,
+        name: str = "custom",
+        fingerprint: str = "",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.fingerprint = fingerprint or name
+        if num_pages is None:
+            per_page = model.config.kv_bytes_per_token * page_size
+            per_page = per_page * model.dtype.itemsize // 4
+            num_pages = max(1, (kv_bytes or DEFAULT_KV_BYTES) // per_page)
+        self.pool = PagePool(num_pages, page_size)
+        self.kv = KVCache(model.config, num_pages, page_size, dtype=model.dtype, device=model.device)
+        self.scheduler = Scheduler(self, max_batch_tokens)
+        self.root_scope = Scope()
+        self._exports: dict[str, Export] = {}
+        self._grammars: GrammarCompiler | None = None
+
+    @classmethod
+    def load(cls, name_or_path: str = DEFAULT_MODEL, adapter: str | os.PathLike[str] | None = None,
+             *, dtype: torch.dtype = torch.float32, device: str | None = None, **kwargs: Any) -> Engine:
+        """Load a model (see `load_model`) and build an engine around it."""
+        return cls.from_loaded(load_model(name_or_path, adapter, dtype=dtype, device=device), **kwargs)
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, **kwargs: Any) -> Engine:
+        return cls(loaded.model, loaded.tokenizer, name=loaded.name, fingerprint=loaded.fingerprint, **kwargs)
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    # ---- contexts and scopes -----------------------------------------------------------------
+    def context(self, scope: Scope | None = None) -> Context:
+        """A new empty context."""
+        return Context(self, scope)
+
+    def scope(self, name: str, quota: Quota | None = None, shared: Iterable[str] = ()) -> Scope:
+        """A child namespace with quotas; it sees its own exports and the `shared` ones."""
+        if not name:
+            raise ValueError("a child scope needs a name")
+        return Scope(name, quota, frozenset(shared))
+
+    # ---- exports -----------------------------------------------------------------------------
+    def _save_export(self, scope: Scope, name: str, seq: Sequence, *, overwrite: bool) -> None:
+        key = scope.export_key(name)
+        if key in self._exports and not overwrite:
+            raise ValueError(f"an export named {name!r} exists (pass overwrite=True to replace it)")
+        export = Export(seq.table.share(self.pool), tuple(seq.tokens), tuple(seq.positions))
+        old = self._exports.pop(key, None)
+        self._exports[key] = export
+        if old is not None:
+            old.table.release(self.pool)
+
+    def _get_export(self, scope: Scope, name: str) -> Export:
+        key = scope.resolve(name)
+        try:
+            return self._exports[key]
+        except KeyError:
+            raise KeyError(f"no export named {name!r} is visible here") from None
+
+    def export_names(self, scope: Scope | None = None) -> list[str]:
+        """Exports visible from a scope (default: the root scope's own)."""
+        scope = scope or self.root_scope
+        own = [k.split("\x00", 1)[1] for k in self._exports if k.startswith(scope.name + "\x00")]
+        if not scope.name:
+            own = [k for k in self._exports if "\x00" not in k]
+        return sorted(set(own) | {s for s in scope.shared if s in self._exports})
+
+    def has_export(self, name: str, scope: Scope | None = None) -> bool:
+        return (scope or self.root_scope).resolve(name) in self._exports
+
+    def drop_export(self, name: str, scope: Scope | None = None) -> None:
+        """Forget an export; its pages are freed once no context uses them."""
+        key = (scope or self.root_scope).export_key(name)
+        export = self._exports.pop(key, None)
+        if export is None:
+            raise KeyError(f"no export named {name!r}")
+        export.table.release(self.pool)
+
+    def export_kv(self, name: str) -> tuple[list[int], list[int], torch.Tensor]:
+        """An export's tokens, positions and K/V `[layers, 2, n, kv_heads, head_dim]` (a copy)."""
+        export = self._get_export(self.root_scope, name)
+        slots = torch.tensor(export.table.slots, dtype=torch.long, device=self.device)
+        return list(export.tokens), list(export.positions), self.kv.data.index_select(2, slots).cpu()
+
+    def import_kv(self, name: str, tokens: list[int], positions: list[int], kv: torch.Tensor,
+                  *, overwrite: bool = False) -> None:
+        """Create an export from saved K/V (as returned by `export_kv`)."""
+        expected = (self.config.num_layers, 2, len(tokens), self.config.num_kv_heads, self.config.head_dim)
+        if tuple(kv.shape) != expected or len(positions) != len(tokens):
+            raise ValueError(f"K/V of shape {tuple(kv.shape)} does not fit this model: {expected}")
+        seq = Sequence(PageTable(self.pool.page_size), self.root_scope)
+        plan = seq.table.plan_append(self.pool, len(tokens))
+        slots = torch.tensor(plan.slots, dtype=torch.long, device=self.device)
+        self.kv.data.index_copy_(2, slots, kv.to(device=self.device, dtype=self.kv.data.dtype))
+        seq.commit(list(tokens), list(positions))
+        try:
+            self._save_export(self.root_scope, name, seq, overwrite=overwrite)
+        finally:
+            seq.release(self.pool)
+
+    # ---- vocabulary and grammars -------------------------------------------------------------
+    def add_special_tokens(self, tokens: Iterable[str]) -> list[int]:
+        """Add special tokens to the tokenizer, growing the embeddings (new rows: the mean row)."""
+        ids = self.tokenizer.add_special_tokens(list(tokens))
+        self._resize_vocab(max(self.tokenizer.vocab_size, max(ids, default=0) + 1))
+        return ids
+
+    def _resize_vocab(self, size: int) -> None:
+        from dataclasses import replace
+
+        m = self.model
+        old = m.tok_embeddings.weight
+        if size <= old.shape[0]:
+            return
+        with torch.no_grad():
+            extra = old.mean(0, keepdim=True).expand(size - old.shape[0], -1)
+            m.tok_embeddings.weight = torch.nn.Parameter(torch.cat((old, extra)), requires_grad=False)
+            if m.config.tie_embeddings:
+                m.output.weight = m.tok_embeddings.weight
+            else:
+                out = m.output.weight
+                pad = out.mean(0, keepdim=True).expand(size - out.shape[0], -1)
+                m.output.weight = torch.nn.Parameter(torch.cat((out, pad)), requires_grad=False)
+        m.config = replace(m.config, vocab_size=size)
+        self._grammars = None
+
+    def grammar(self, *, ebnf: str | None = None, json_schema: str | dict | None = None,
+                regex: str | None = None) -> Grammar:
+        """Compile a grammar for `generate(constrain=...)` (cached by its text)."""
+        if self._grammars is None:
+            self._grammars = GrammarCompiler(self.tokenizer, self.config.vocab_size)
+        return self._grammars.compile(ebnf=ebnf, json_schema=json_schema, regex=regex)
+
+    def __repr__(self) -> str:
+        return (f"Engine({self.name!r}, pages={self.pool.num_used}/{self.pool.num_pages} used, "
+                f"page_size={self.pool.page_size})")

@@ -1,0 +1,160 @@
+"""A running generation: an async iterator of steps over a live context."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+
+from asynclm.engine.grammar import Constraint, Grammar
+from asynclm.engine.sampling import Sampler, ban_tokens
+
+if TYPE_CHECKING:
+    from asynclm.engine.context import Context
+
+FinishReason = Literal["eos", "stop", "length", "grammar", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One sampled token: its id, the text it completes, and whether generation ends here."""
+
+    token: int
+    text: str
+    index: int
+    finish_reason: FinishReason | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationResult:
+    text: str
+    tokens: tuple[int, ...]
+    finish_reason: FinishReason
+
+
+class Generation:
+    """Iterate with `async for step in ctx.generate(...)`.
+
+    Each step prefills whatever is pending in the context (the last sampled token, plus any
+    tokens injected with `accept`) in one forward and samples the next token, so an injected
+    interrupt costs only the forward of its own tokens: nothing already processed is recomputed.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        sampler: Sampler,
+        *,
+        max_tokens: int,
+        stop: Seq[str | int] | None,
+        constrain: Constraint | Grammar | None,
+        ban: Seq[int] | None,
+        stop_at_eos: bool,
+    ) -> None:
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        self.ctx = ctx
+        self.sampler = sampler
+        self.max_tokens = max_tokens
+        stop = list(stop or [])
+        self._stop_strings = [s for s in stop if isinstance(s, str) and s]
+        self._stop_ids = {s for s in stop if isinstance(s, int)}
+        if stop_at_eos:
+            self._stop_ids |= set(ctx.engine.tokenizer.eos_token_ids)
+        self._constraint = constrain.matcher() if isinstance(constrain, Grammar) else constrain
+        self._ban = torch.tensor(sorted(set(ban)), dtype=torch.long) if ban else None
+        self._generator = _make_generator(sampler, ctx)
+        self._decoder = ctx.engine.tokenizer.stream_decoder()
+        self.tokens: list[int] = []
+        self.text = ""
+        self.finish_reason: FinishReason | None = None
+        self._stop_requested = False
+
+    def accept(self, tokens: str | Seq[int]) -> None:
+        """Inject tokens into the live context; they are prefilled with the next step."""
+        self.ctx.append(tokens)
+
+    def stop(self) -> None:
+        """End the generation before its next step."""
+        self._stop_requested = True
+
+    def __aiter__(self) -> Generation:
+        return self
+
+    async def __anext__(self) -> Step:
+        if self.finish_reason is not None:
+            raise StopAsyncIteration
+        if self._stop_requested or len(self.tokens) >= self.max_tokens:
+            self._end("cancelled" if self._stop_requested else "length")
+            raise StopAsyncIteration
+        try:
+            logits = await self.ctx._step_logits()
+        except BaseException:
+            self._end("cancelled")
+            raise
+        token = self._sample(logits)
+        self.ctx._push_sampled(token)
+        self.tokens.append(token)
+        delta = self._decoder.push(token)
+        reason = self._finish_reason_after(token, delta)
+        if reason is not None:
+            delta += self._decoder.flush() if reason != "stop" else ""
+        self.text += delta
+        if reason is not None:
+            self._end(reason)
+        return Step(token, delta, len(self.tokens) - 1, reason)
+
+    def _sample(self, logits: torch.Tensor) -> int:
+        row = logits[-1].clone()
+        ban_tokens(row, self._ban)
+        if self._constraint is not None:
+            self._constraint.mask(row)
+        token = self.sampler.sample(row, self._generator)
+        if self._constraint is not None:
+            self._constraint.advance(token)
+        return token
+
+    def _finish_reason_after(self, token: int, delta: str) -> FinishReason | None:
+        if token in self._stop_ids:
+            return "eos"
+        if self._stop_strings and delta:
+            window = self.text[-max(map(len, self._stop_strings)) :] + delta
+            if any(s in window for s in self._stop_strings):
+                return "stop"
+        if self._constraint is not None and self._constraint.is_finished():
+            return "grammar"
+        if len(self.tokens) >= self.max_tokens:
+            return "length"
+        return None
+
+    def _end(self, reason: FinishReason) -> None:
+        if self.finish_reason is None:
+            self.finish_reason = reason
+            self.ctx._generation_ended(self)
+
+    def output_text(self) -> str:
+        """The generated text, cut before the first stop string."""
+        text = self.text
+        cut = min((i for s in self._stop_strings if (i := text.find(s)) >= 0), default=-1)
+        return text[:cut] if cut >= 0 else text
+
+    async def collect(self) -> GenerationResult:
+        async for _ in self:
+            pass
+        return GenerationResult(self.output_text(), tuple(self.tokens), self.finish_reason or "length")
+
+    async def collect_text(self) -> str:
+        return (await self.collect()).text
+
+
+def _make_generator(sampler: Sampler, ctx: Context) -> torch.Generator | None:
+    if sampler.is_greedy:
+        return None
+    seed = sampler.seed if sampler.seed is not None else ctx.seed
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,76 @@
+"""Scopes: who owns which contexts and exports, with quotas (pages, tokens, wall time).
+
+The engine has one root scope; each inferlet runs in a child scope that sees only its own
+contexts, its own exports and the exports shared with it.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from asynclm.engine.sequence import Sequence
+
+
+class QuotaExceededError(RuntimeError):
+    """A scope used more pages or tokens than its quota allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits of a scope; None means unlimited."""
+
+    max_pages: int | None = None
+    max_tokens: int | None = None
+    max_seconds: float | None = None
+
+
+class Scope:
+    """A namespace for exports plus resource accounting for the sequences created in it."""
+
+    def __init__(self, name: str = "", quota: Quota | None = None, shared: frozenset[str] = frozenset()):
+        self.name = name
+        self.quota = quota or Quota()
+        self.shared = shared
+        self.tokens_used = 0
+        self._sequences: weakref.WeakSet[Sequence] = weakref.WeakSet()
+
+    def export_key(self, name: str) -> str:
+        """The engine-wide key of this scope's export `name`."""
+        if not name or "\x00" in name:
+            raise ValueError(f"invalid export name {name!r}")
+        return f"{self.name}\x00{name}" if self.name else name
+
+    def resolve(self, name: str) -> str:
+        """Engine-wide key of `name` as seen from this scope: a shared export or its own."""
+        return name if name in self.shared else self.export_key(name)
+
+    def adopt(self, seq: Sequence) -> None:
+        self._sequences.add(seq)
+
+    @property
+    def pages_in_use(self) -> int:
+        return sum(seq.table.num_pages for seq in self._sequences)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self._sequences)
+
+    def check(self, new_pages: int, new_tokens: int) -> None:
+        """Raise `QuotaExceededError` if taking these resources would pass the quota."""
+        q = self.quota
+        if q.max_pages is not None and self.pages_in_use + new_pages > q.max_pages:
+            raise QuotaExceededError(
+                f"scope {self.name!r}: page quota of {q.max_pages} exceeded "
+                f"({self.pages_in_use} in use, {new_pages} more requested)"
+            )
+        if q.max_tokens is not None and self.tokens_used + new_tokens > q.max_tokens:
+            raise QuotaExceededError(
+                f"scope {self.name!r}: token quota of {q.max_tokens} exceeded "
+                f"({self.tokens_used} used, {new_tokens} more requested)"
+            )
+
+    def charge(self, tokens: int) -> None:
+        self.tokens_used += tokens
