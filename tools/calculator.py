@@ -151,9 +151,10 @@ def _apply(function: Callable[[Any, Any], Any], op: ast.operator, left: Number, 
 
 def _check_power(base: Number, exponent: Number) -> None:
     # Integer powers are exact and can be astronomically large: estimate the size first.
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        if (base.bit_length() - 1) * exponent > MAX_INT_BITS:
-            raise CalculatorError(f"{base} ** {exponent} is too large")
+    if not (isinstance(base, int) and isinstance(exponent, int)) or exponent <= 0:
+        return
+    if (base.bit_length() - 1) * exponent > MAX_INT_BITS:
+        raise CalculatorError(f"{base} ** {exponent} is too large")
 
 
 def _checked(value: Any) -> Number:

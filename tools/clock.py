@@ -22,7 +22,8 @@ def _zone(name: str) -> dt.tzinfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ToolError(f"unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'")
+        message = f"unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'"
+        raise ToolError(message) from None
 
 
 @tool

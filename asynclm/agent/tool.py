@@ -35,6 +35,7 @@ __all__ = [
     "ToolError",
     "ToolTimeoutError",
     "format_result",
+    "parse_docstring",
     "tool",
 ]
 
@@ -154,9 +155,7 @@ class Tool:
                 raise  # raised by the function itself, not our deadline
             raise ToolTimeoutError(self.name, self.timeout) from exc
 
-    async def _run(
-        self, function: Callable[..., Any], arguments: Arguments, limiter: Any
-    ) -> Any:
+    async def _run(self, function: Callable[..., Any], arguments: Arguments, limiter: Any) -> Any:
         if self.is_async:
             return await function(**arguments)
         call = functools.partial(function, **arguments)
@@ -181,9 +180,9 @@ class Tool:
         """Builds a tool from a raw function description.
 
         Args:
-            doc: OpenAI form `{"type": "function", "function": {...}}` or BFCL/plain form
-                `{"name", "description", "parameters"}`; BFCL types ("dict", "float", ...)
-                are converted to JSON Schema.
+            doc: OpenAI form `{"type": "function", "function": {...}}`, whose parameters are
+                used as they are, or BFCL form `{"name", "description", "parameters"}`, whose
+                types ("dict", "float", "tuple", "any", ...) are converted to JSON Schema.
             function: The callable to run, called with the arguments as keywords.
             timeout: Seconds a call may run; None for no limit.
             max_result_chars: Cap on the formatted result.
@@ -194,16 +193,17 @@ class Tool:
         Raises:
             ToolDefinitionError: Listing every problem with `doc`.
         """
-        spec = _unwrap_function_doc(doc)
+        spec, is_openai = _unwrap_function_doc(doc)
         name = spec.get("name")
         subject = repr(name) if isinstance(name, str) else "from schema"
         problems = _check_function_doc(spec)
         if problems:
             raise ToolDefinitionError(subject, problems)
+        parameters = dict(spec.get("parameters") or _empty_parameters())
         return cls(
-            name=name,
+            name=str(name),
             description=spec.get("description") or "",
-            parameters=normalize_schema(spec.get("parameters") or _empty_parameters()),
+            parameters=parameters if is_openai else normalize_schema(parameters),
             function=function,
             is_async=function is not None and _is_coroutine_function(function),
             timeout=timeout,
@@ -303,14 +303,29 @@ def _signature_parameters(
     function: Callable[..., Any], problems: list[str]
 ) -> list[inspect.Parameter]:
     try:
-        signature = inspect.signature(function, eval_str=True)
-    except (NameError, SyntaxError, TypeError) as exc:
-        problems.append(f"cannot resolve the type hints: {exc}")
-        return []
-    except ValueError as exc:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError) as exc:
         problems.append(f"cannot read the signature: {exc}")
         return []
-    return list(signature.parameters.values())
+    namespace = getattr(inspect.unwrap(function), "__globals__", {})
+    return [_resolve_annotation(p, namespace, problems) for p in signature.parameters.values()]
+
+
+def _resolve_annotation(
+    param: inspect.Parameter, namespace: dict[str, Any], problems: list[str]
+) -> inspect.Parameter:
+    # String annotations (`from __future__ import annotations`) are resolved one by one, so one
+    # unknown name does not hide the problems of the other parameters.
+    if not isinstance(param.annotation, str):
+        return param
+    try:
+        annotation = eval(param.annotation, namespace)  # what inspect's eval_str does
+    except Exception as exc:
+        problems.append(
+            f"parameter {param.name!r}: cannot resolve annotation {param.annotation!r} ({exc})"
+        )
+        return param.replace(annotation=Any)
+    return param.replace(annotation=annotation)
 
 
 def _check_parameters(params: list[inspect.Parameter]) -> list[str]:
@@ -326,17 +341,18 @@ def _parameter_problems(param: inspect.Parameter) -> list[str]:
         return [f"*{param.name} is not supported: a tool takes named arguments only"]
     if param.kind is param.VAR_KEYWORD:
         return [f"**{param.name} is not supported: a tool takes named arguments only"]
+    problems = []
     if param.kind is param.POSITIONAL_ONLY:
-        return [f"{label} is positional-only; a tool is called with keyword arguments"]
+        problems.append(f"{label} is positional-only; a tool is called with keyword arguments")
     if param.annotation is param.empty:
-        return [f"{label} has no type annotation"]
+        return [*problems, f"{label} has no type annotation"]
     try:
         adapter = TypeAdapter(param.annotation)
         adapter.json_schema()
     except (PydanticUserError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0]
-        return [f"{label}: unsupported type {_type_name(param.annotation)} ({reason})"]
-    return _default_problems(param, adapter, label)
+        reason = str(exc).splitlines()[0].split(". ")[0]
+        return [*problems, f"{label}: unsupported type {_type_name(param.annotation)} ({reason})"]
+    return problems + _default_problems(param, adapter, label)
 
 
 def _default_problems(param: inspect.Parameter, adapter: TypeAdapter[Any], label: str) -> list[str]:
@@ -357,9 +373,8 @@ def _arguments_model(
     # even ones pydantic reserves (model_*, json, _private).
     fields: dict[str, Any] = {}
     for index, param in enumerate(params):
-        annotation = Annotated[
-            param.annotation, Field(alias=param.name, description=arg_docs.get(param.name))
-        ]
+        info = Field(alias=param.name, description=arg_docs.get(param.name))
+        annotation = Annotated[param.annotation, info]  # type: ignore[name-defined]
         default = ... if param.default is param.empty else param.default
         fields[f"p{index}"] = (annotation, default)
     config = ConfigDict(extra="forbid", arbitrary_types_allowed=False)
@@ -508,12 +523,13 @@ def _parse_args(lines: list[str]) -> dict[str, str]:
 # --- raw function descriptions -----------------------------------------------------------------
 
 
-def _unwrap_function_doc(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+def _unwrap_function_doc(doc: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
+    """The function description inside `doc`, and whether `doc` was in OpenAI form."""
     if not isinstance(doc, Mapping):
         raise ToolDefinitionError("from schema", [f"expected a dict, got {type(doc).__name__}"])
     if doc.get("type") == "function" and isinstance(doc.get("function"), Mapping):
-        return doc["function"]
-    return doc
+        return doc["function"], True
+    return doc, False
 
 
 def _check_function_doc(spec: Mapping[str, Any]) -> list[str]:
@@ -557,7 +573,9 @@ def _schema_problems(parameters: Any) -> list[str]:
     if parameters.get("type") != "object":
         problems.append('parameters must be an object schema ({"type": "object", ...})')
     properties = parameters.get("properties", {})
-    missing = [n for n in parameters.get("required", []) if n not in properties]
+    required = parameters.get("required", [])
+    names = properties if isinstance(properties, dict) else {}
+    missing = [n for n in required if n not in names] if isinstance(required, list) else []
     if missing:
         problems.append(f"required names {missing} are not in properties")
     try:
@@ -584,7 +602,9 @@ def _is_coroutine_function(function: Callable[..., Any]) -> bool:
 
 
 def _type_name(annotation: Any) -> str:
-    return getattr(annotation, "__name__", None) or repr(annotation)
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return repr(annotation).replace("typing.", "")
 
 
 # --- results -----------------------------------------------------------------------------------

@@ -13,14 +13,16 @@ opening marker, the closing `Call`, `Trap` or `Malformed` carries the rest of th
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 from asynclm.cml.tokens import CALL, END, HEAD, INTR, MARKERS, TRAP, is_identifier
 
 DEFAULT_MAX_BODY_CHARS = 4096
 _MAX_MARKER_LEN = max(len(marker) for marker in MARKERS)
+_MARKER_RE = re.compile("|".join(re.escape(marker) for marker in MARKERS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ class Malformed:
     raw: str
 
 
-Event = Union[Text, BlockStart, Call, Trap, Malformed]
+Event = Text | BlockStart | Call | Trap | Malformed
 
 
 class State(enum.Enum):
@@ -90,9 +92,7 @@ class State(enum.Enum):
 
 def _is_marker_prefix(text: str) -> bool:
     """Whether `text` is a proper prefix of some marker (so more input may complete it)."""
-    return len(text) < _MAX_MARKER_LEN and any(
-        marker.startswith(text) and marker != text for marker in MARKERS
-    )
+    return any(marker.startswith(text) and marker != text for marker in MARKERS)
 
 
 def _next_marker(buf: str, start: int) -> tuple[int, str | None]:
@@ -102,14 +102,13 @@ def _next_marker(buf: str, start: int) -> tuple[int, str | None]:
         `(index, marker)` for a complete marker, `(index, None)` for a marker prefix that
         ends `buf`, `(len(buf), None)` when there is neither.
     """
-    i = buf.find("[", start)
-    while i != -1:
-        for marker in MARKERS:
-            if buf.startswith(marker, i):
-                return i, marker
-        if _is_marker_prefix(buf[i:]):
-            return i, None
-        i = buf.find("[", i + 1)
+    found = _MARKER_RE.search(buf, start)
+    if found is not None:
+        return found.start(), found.group()
+    # A marker prefix holds a single "[", so only the last one can start a held-back prefix.
+    last = buf.rfind("[", max(start, len(buf) - _MAX_MARKER_LEN + 1))
+    if last != -1 and _is_marker_prefix(buf[last:]):
+        return last, None
     return len(buf), None
 
 
@@ -136,6 +135,7 @@ class CMLParser:
         self._pending = ""  # unprocessed input: at most a marker prefix between calls
         self._block = ""  # block content seen so far, opening marker excluded
         self._call_id: str | None = None
+        self._body_start = 0  # where the body starts in _block (0: no [HEAD] yet)
         self._error: str | None = None  # a doomed block is reported at its [END]
         self._seen_ids: set[str] = set()
         self._num_anonymous = 0
@@ -209,7 +209,7 @@ class CMLParser:
         if len(content) < room:
             self._block += content
             return len(content)
-        self._fail(f"call block longer than {self.max_body_chars} characters", self._block + content[:room])
+        self._fail(self._too_long("call"), self._block + content[:room])
         return room
 
     def _take_trap_content(self, content: str) -> int:
@@ -217,12 +217,15 @@ class CMLParser:
         used = len(content) - len(stripped)
         room = self.max_body_chars + 1 - len(self._block)
         if used >= room:
-            self._fail(f"trap block longer than {self.max_body_chars} characters", self._block + content[:room])
+            self._fail(self._too_long("trap"), self._block + content[:room])
             return room
         self._block += content[:used]
         if stripped:
             self._fail("[TRAP] must be followed directly by [END]", self._block)
         return used
+
+    def _too_long(self, kind: str) -> str:
+        return f"{kind} block longer than {self.max_body_chars} characters"
 
     # --- markers -----------------------------------------------------------------------
 
@@ -248,9 +251,10 @@ class CMLParser:
         elif marker == HEAD:
             self._take_head()
         elif marker == INTR:
-            self._fail("[INTR] inside a call block: the model may not write it", self._block + marker)
+            reason = "[INTR] inside a call block: the model may not write it"
+            self._fail(reason, self._block + marker)
         else:
-            self._fail(f"{marker} inside a call block before its [END]", self._block)
+            self._fail(f"{marker} inside a call block: end the call with [END] first", self._block)
             return 0
         return len(marker)
 
@@ -273,6 +277,7 @@ class CMLParser:
             self._error = self._check_id(self._call_id)
             self._state = State.CALL_BODY
         self._block += HEAD
+        self._body_start = self._body_start or len(self._block)
 
     def _check_id(self, call_id: str) -> str | None:
         if not is_identifier(call_id):
@@ -283,14 +288,12 @@ class CMLParser:
 
     def _finish_call(self, raw: str) -> None:
         anonymous = self._state is State.CALL_ID
-        body = self._block if anonymous else self._block.split(HEAD, 1)[1]
-        body = body.strip()
+        body = self._block[self._body_start :].strip()
         error = self._error or (None if body else "empty call")
         if error is not None:
             self._fail(error, raw)
             return
-        call_id = self._new_anonymous_id() if anonymous else self._call_id
-        assert call_id is not None  # noqa: S101 - set with the CALL_BODY state
+        call_id = self._call_id or self._new_anonymous_id()
         self._seen_ids.add(call_id)
         self._emit(Call(call_id, body, anonymous, raw))
         self._reset_block()
@@ -316,6 +319,7 @@ class CMLParser:
         self._state = State.NORMAL
         self._block = ""
         self._call_id = None
+        self._body_start = 0
         self._error = None
 
     def _emit(self, event: Event) -> None:

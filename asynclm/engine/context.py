@@ -174,7 +174,10 @@ class Context:
         """
         self._check_open()
         if self._generation is not None:
-            raise RuntimeError("this context already has a running generation")
+            if self._generation.in_step:
+                raise RuntimeError("this context already has a running generation")
+            self._generation.stop()  # abandoned between steps (e.g. `break`): end it
+            self._generation = None
         if self.num_tokens == 0:
             raise ValueError("cannot generate from an empty context: append a prompt first")
         gen = Generation(self, sampler or Sampler(), max_tokens=max_tokens, stop=stop,
@@ -240,8 +243,8 @@ class Context:
         self._check_open()
         if not 0 <= n <= self.num_tokens:
             raise ValueError(f"cannot truncate a context of {self.num_tokens} tokens to {n}")
-        if self._generation is not None:
-            raise RuntimeError("cannot truncate during a generation")
+        if self._generation is not None and self._generation.in_step:
+            raise RuntimeError("cannot truncate during a generation step")
         cached = self._seq.num_tokens
         if n >= cached:
             del self._pending[n - cached :], self._pending_pos[n - cached :]

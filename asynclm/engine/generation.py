@@ -75,6 +75,7 @@ class Generation:
         self.text = ""
         self.finish_reason: FinishReason | None = None
         self._stop_requested = False
+        self.in_step = False
 
     def accept(self, tokens: str | Seq[int]) -> None:
         """Inject tokens into the live context; they are prefilled with the next step."""
@@ -83,6 +84,8 @@ class Generation:
     def stop(self) -> None:
         """End the generation before its next step."""
         self._stop_requested = True
+        if not self.in_step:
+            self._end("cancelled")
 
     def __aiter__(self) -> Generation:
         return self
@@ -93,11 +96,14 @@ class Generation:
         if self._stop_requested or len(self.tokens) >= self.max_tokens:
             self._end("cancelled" if self._stop_requested else "length")
             raise StopAsyncIteration
+        self.in_step = True
         try:
             logits = await self.ctx._step_logits()
         except BaseException:
             self._end("cancelled")
             raise
+        finally:
+            self.in_step = False
         token = self._sample(logits)
         self.ctx._push_sampled(token)
         self.tokens.append(token)

@@ -26,7 +26,18 @@ class SequenceBatch:
     start: int  # first row of this sequence in the batch
     length: int  # number of new tokens
     kv_slots: Tensor  # [kv_len] every slot of the sequence, new tokens last
-    row_ids: int | None = None  # opaque id of the sequence (for scripted models)
+    mask: Tensor | None = None  # [length, kv_len] bool, when new tokens follow cached ones
+    seq_id: int = 0  # opaque id of the sequence
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeGroup:
+    """Single-token steps of several sequences, attended in one padded call."""
+
+    rows: Tensor  # [B] rows of the batch
+    kv_index: Tensor  # [B, L] slots, padded
+    kv_mask: Tensor | None  # [B, 1, 1, L] bool (None when no padding)
+    seq_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +45,16 @@ class BatchMeta:
     """Metadata of a ragged batch: where to write the new K/V, who attends to what."""
 
     write_slots: Tensor  # [T] slot of each new token
-    sequences: tuple[SequenceBatch, ...]
+    sequences: tuple[SequenceBatch, ...]  # multi-token chunks, attended one by one
     logit_rows: Tensor  # [R] rows of the batch whose logits are returned
+    decode: DecodeGroup | None = None
+
+
+def causal_mask(n: int, kv_len: int, device: torch.device | str = "cpu") -> Tensor | None:
+    """Query i of n new tokens sees keys [0, kv_len - n + i]; None when plain causal works."""
+    if n == 1 or n == kv_len:
+        return None
+    return torch.ones(n, kv_len, dtype=torch.bool, device=device).tril(kv_len - n)
 
 
 class RMSNorm(nn.Module):
@@ -100,27 +119,38 @@ class Attention(nn.Module):
         k = apply_rope(k.view(t, self.num_kv_heads, self.head_dim), cos, sin)
         v = v.view(t, self.num_kv_heads, self.head_dim)
         kv.write(self.layer, batch.write_slots, k, v)
-        if len(batch.sequences) == 1:
+        if batch.decode is not None and not batch.sequences:
+            out = self._attend_decode(q, batch.decode, kv)
+        elif batch.decode is None and len(batch.sequences) == 1:
             out = self._attend(q, batch.sequences[0], kv)
         else:
-            out = torch.cat([self._attend(q[s.start : s.start + s.length], s, kv) for s in batch.sequences])
+            out = q.new_empty(t, self.num_heads * self.head_dim)
+            if batch.decode is not None:
+                out[batch.decode.rows] = self._attend_decode(q[batch.decode.rows], batch.decode, kv)
+            for s in batch.sequences:
+                out[s.start : s.start + s.length] = self._attend(q[s.start : s.start + s.length], s, kv)
         return self.wo(out)
 
     def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache) -> Tensor:
         n = q.shape[0]
         keys, values = kv.gather(self.layer, seq.kv_slots)  # [L, KVH, D] each
-        kv_len = keys.shape[0]
         q = q.transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         keys = keys.transpose(0, 1).unsqueeze(0)  # [1, KVH, L, D]
         values = values.transpose(0, 1).unsqueeze(0)
-        if n == 1:
-            out = F.scaled_dot_product_attention(q, keys, values, enable_gqa=True)
-        elif n == kv_len:
-            out = F.scaled_dot_product_attention(q, keys, values, is_causal=True, enable_gqa=True)
-        else:  # new tokens after a cached prefix: query i sees keys [0, kv_len - n + i]
-            mask = torch.ones(n, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - n)
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+        causal = seq.mask is None and n > 1
+        out = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=seq.mask, is_causal=causal, enable_gqa=True
+        )
         return out[0].transpose(0, 1).reshape(n, -1)  # [n, H*D]
+
+    def _attend_decode(self, q: Tensor, group: DecodeGroup, kv: KVCache) -> Tensor:
+        b, length = group.kv_index.shape
+        keys, values = kv.gather(self.layer, group.kv_index.view(-1))  # [B*L, KVH, D]
+        keys = keys.view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, KVH, L, D]
+        values = values.view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        q = q.view(b, 1, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, 1, D]
+        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=group.kv_mask, enable_gqa=True)
+        return out.reshape(b, -1)  # [B, H*D]
 
 
 class FeedForward(nn.Module):

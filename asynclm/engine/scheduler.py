@@ -16,7 +16,7 @@ import anyio
 import torch
 from torch import Tensor
 
-from asynclm.engine.model import BatchMeta, SequenceBatch
+from asynclm.engine.model import BatchMeta, DecodeGroup, SequenceBatch, causal_mask
 from asynclm.engine.pages import PoolExhaustedError
 from asynclm.engine.scope import QuotaExceededError
 
@@ -72,11 +72,12 @@ class BatchStats:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, max_batch_tokens: int = 512) -> None:
-        if max_batch_tokens < 1:
-            raise ValueError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
+    def __init__(self, engine: Engine, max_batch_tokens: int = 512, max_solo_tokens: int = 4096) -> None:
+        if max_batch_tokens < 1 or max_solo_tokens < 1:
+            raise ValueError("max_batch_tokens and max_solo_tokens must be >= 1")
         self.engine = engine
         self.max_batch_tokens = max_batch_tokens
+        self.max_solo_tokens = max_solo_tokens
         self.stats = BatchStats()
         self._queue: list[ForwardRequest] = []
         self._busy = False
@@ -132,16 +133,17 @@ class Scheduler:
                 break
 
     def _form_batch(self) -> list[_Chunk]:
-        budget, rows = self.max_batch_tokens, 0
+        eligible = self._eligible()
+        # Chunk prefills only when others wait: alone, one causal pass is fastest.
+        budget = self.max_batch_tokens if len(eligible) > 1 else self.max_solo_tokens
+        rows = 0
         chunks: list[_Chunk] = []
-        seen: set[int] = set()
-        for req in sorted(self._eligible(), key=lambda r: r.remaining):
+        for req in sorted(eligible, key=lambda r: r.remaining):
             n = min(req.remaining, budget)
             if n <= 0:
                 break
             if not self._reserve(req, n):
                 continue
-            seen.add(req.seq.id)
             chunks.append(_Chunk(req, req.done, n, rows))
             rows += n
             budget -= n
@@ -195,20 +197,28 @@ class Scheduler:
         tokens: list[int] = []
         positions: list[int] = []
         write: list[int] = []
-        seqs: list[SequenceBatch] = []
         rows: list[int] = []
+        multi: list[SequenceBatch] = []
+        single: list[tuple[int, Tensor, int]] = []  # (row, kv slots, seq id)
         for c in chunks:
             req, seq = c.request, c.request.seq
             end = c.start + c.length
             tokens += req.tokens[c.start : end]
             positions += req.positions[c.start : end]
-            slots = seq.slot_tensor(device)
             first_new = seq.num_tokens
             write += seq.table.slots[first_new : first_new + c.length]
-            seqs.append(SequenceBatch(c.row, c.length, slots[: first_new + c.length], seq.id))
+            kv_slots = seq.slot_tensor(device)[: first_new + c.length]
+            if c.length == 1:
+                single.append((c.row, kv_slots, seq.id))
+            else:
+                mask = causal_mask(c.length, first_new + c.length, device)
+                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, seq.id))
             rows += self._logit_rows(c)
         as_long = {"dtype": torch.long, "device": device}
-        meta = BatchMeta(torch.tensor(write, **as_long), tuple(seqs), torch.tensor(rows, **as_long))
+        meta = BatchMeta(
+            torch.tensor(write, **as_long), tuple(multi), torch.tensor(rows, **as_long),
+            _decode_group(single, device),
+        )
         return torch.tensor(tokens, **as_long), torch.tensor(positions, **as_long), meta
 
     @staticmethod
@@ -241,3 +251,20 @@ class Scheduler:
                 row += n_rows
             if req.remaining == 0:
                 self._finish(req)
+
+
+def _decode_group(single: list[tuple[int, Tensor, int]], device: torch.device) -> DecodeGroup | None:
+    """Pad the KV slot lists of single-token steps into one [B, L] index (+ mask)."""
+    if not single:
+        return None
+    lengths = [slots.numel() for _, slots, _ in single]
+    longest = max(lengths)
+    index = torch.zeros(len(single), longest, dtype=torch.long, device=device)
+    for i, (_, slots, _) in enumerate(single):
+        index[i, : slots.numel()] = slots
+    mask = None
+    if min(lengths) != longest:
+        ar = torch.arange(longest, device=device)
+        mask = (ar[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
+    rows = torch.tensor([r for r, _, _ in single], dtype=torch.long, device=device)
+    return DecodeGroup(rows, index, mask, tuple(i for _, _, i in single))

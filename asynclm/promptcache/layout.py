@@ -113,7 +113,10 @@ class ModuleLayout:
         pieces: The module's own text pieces (not those of nested modules), in order.
         parameters: The module's parameter slots, in order.
         union: Id of the union this module is a member of, or None.
-        key: Content key of the module's own tokens and positions (see `content_key`).
+        tokens: The module's own tokens: its pieces' tokens, concatenated.
+        positions: The position of each of `tokens`: increasing, with gaps at parameter slots
+            and nested modules.
+        key: Content key of `tokens` at `positions` (see `content_key`).
     """
 
     path: ModulePath
@@ -122,21 +125,13 @@ class ModuleLayout:
     pieces: tuple[TextPiece, ...]
     parameters: tuple[ParameterSlot, ...]
     union: int | None
+    tokens: tuple[int, ...] = field(repr=False)
+    positions: tuple[int, ...] = field(repr=False)
     key: str
 
     @property
     def end(self) -> int:
         return self.start + self.length
-
-    @property
-    def tokens(self) -> tuple[int, ...]:
-        """The module's own tokens, in order."""
-        return tuple(t for piece in self.pieces for t in piece.tokens)
-
-    @property
-    def positions(self) -> tuple[int, ...]:
-        """The position of each of `tokens`: increasing, with gaps at slots and nested modules."""
-        return tuple(p for piece in self.pieces for p in range(piece.start, piece.end))
 
     def parameter(self, name: str) -> ParameterSlot | None:
         """The slot of parameter `name`, or None."""
@@ -311,9 +306,16 @@ class _Draft:
         pieces = tuple(self.pieces)
         tokens = tuple(t for piece in pieces for t in piece.tokens)
         positions = tuple(p for piece in pieces for p in range(piece.start, piece.end))
-        key = content_key(tokens, positions)
         return ModuleLayout(
-            self.path, self.start, self.length, pieces, tuple(self.parameters), self.union, key
+            self.path,
+            self.start,
+            self.length,
+            pieces,
+            tuple(self.parameters),
+            self.union,
+            tokens,
+            positions,
+            content_key(tokens, positions),
         )
 
 
@@ -559,13 +561,16 @@ class PromptPlan:
     @property
     def num_uncached_tokens(self) -> int:
         """Tokens in parameter and free-text segments (computed for every prompt)."""
-        return sum(len(s.tokens) for s in (*self.parameters, *self.text))
+        uncached: list[ParameterSegment | TextSegment] = [*self.parameters, *self.text]
+        return sum(len(s.tokens) for s in uncached)
 
     def flatten(self) -> tuple[list[int], list[int]]:
         """All tokens and their positions, modules then parameters then text."""
         tokens: list[int] = []
         positions: list[int] = []
-        for segment in (*self.modules, *self.parameters, *self.text):
+        segments: list[ModuleSegment | ParameterSegment | TextSegment]
+        segments = [*self.modules, *self.parameters, *self.text]
+        for segment in segments:
             tokens.extend(segment.tokens)
             positions.extend(segment.positions)
         return tokens, positions

@@ -165,6 +165,10 @@ class _TreeBuilder:
         line, column = self.location()
         raise PMLError("entity declarations are not allowed in PML", line=line, column=column)
 
+    def refuse_external(self, *args: object) -> int:
+        line, column = self.location()
+        raise PMLError("external entities are not allowed in PML", line=line, column=column)
+
 
 def _make_parser(max_depth: int) -> tuple[expat.XMLParserType, _TreeBuilder]:
     parser = expat.ParserCreate()
@@ -177,7 +181,7 @@ def _make_parser(max_depth: int) -> tuple[expat.XMLParserType, _TreeBuilder]:
     parser.StartDoctypeDeclHandler = builder.refuse_doctype
     parser.EntityDeclHandler = builder.refuse_entity
     parser.UnparsedEntityDeclHandler = builder.refuse_entity
-    parser.ExternalEntityRefHandler = builder.refuse_entity
+    parser.ExternalEntityRefHandler = builder.refuse_external
     return parser, builder
 
 

@@ -93,7 +93,7 @@ class Module:
     name: str
     children: tuple[Node, ...]
 
-    def __init__(self, name: str, children: str | Iterable[Node] = ()) -> None:
+    def __init__(self, name: str, children: Node | Iterable[Node] = ()) -> None:
         _check_name(name, "module")
         where = f"module {name!r}"
         nodes = _normalize(children, where)
@@ -134,7 +134,7 @@ class Role:
     role: RoleName
     children: tuple[Node, ...]
 
-    def __init__(self, role: RoleName, children: str | Iterable[Node] = ()) -> None:
+    def __init__(self, role: RoleName, children: Node | Iterable[Node] = ()) -> None:
         if role not in ROLES:
             raise PMLError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
         nodes = _normalize(children, f"<{role}>")
@@ -144,22 +144,23 @@ class Role:
         object.__setattr__(self, "children", nodes)
 
 
-def System(children: str | Iterable[Node] = ()) -> Role:
+def System(children: Node | Iterable[Node] = ()) -> Role:
     """A `<system>` turn."""
     return Role("system", children)
 
 
-def User(children: str | Iterable[Node] = ()) -> Role:
+def User(children: Node | Iterable[Node] = ()) -> Role:
     """A `<user>` turn."""
     return Role("user", children)
 
 
-def Assistant(children: str | Iterable[Node] = ()) -> Role:
+def Assistant(children: Node | Iterable[Node] = ()) -> Role:
     """An `<assistant>` turn."""
     return Role("assistant", children)
 
 
 Node = str | Module | Union | Parameter | Role
+_NODE_TYPES = (str, Module, Union, Parameter, Role)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -180,7 +181,7 @@ class Schema:
     encoding: Encoding
 
     def __init__(
-        self, name: str, children: str | Iterable[Node] = (), encoding: Encoding = "modular"
+        self, name: str, children: Node | Iterable[Node] = (), encoding: Encoding = "modular"
     ) -> None:
         _check_name(name, "schema")
         if encoding not in ENCODINGS:
@@ -271,7 +272,7 @@ class Prompt:
         self,
         schema: str,
         selections: Iterable[Select] = (),
-        text: str | Iterable[str | Role] = (),
+        text: str | Role | Iterable[str | Role] = (),
     ) -> None:
         _check_name(schema, "schema")
         selections = tuple(selections)
@@ -318,9 +319,9 @@ def _is_plain_role(item: str | Role) -> bool:
     return isinstance(item, str) or all(isinstance(c, str) for c in item.children)
 
 
-def _normalize(children: str | Iterable[Node], where: str) -> tuple[Node, ...]:
+def _normalize(children: Node | Iterable[Node], where: str) -> tuple[Node, ...]:
     """Merge adjacent strings, drop empty ones, drop whitespace in element-only content."""
-    items = (children,) if isinstance(children, str) else tuple(children)
+    items = (children,) if isinstance(children, _NODE_TYPES) else tuple(children)
     merged: list[Node] = []
     for item in items:
         if isinstance(item, str):
@@ -329,7 +330,7 @@ def _normalize(children: str | Iterable[Node], where: str) -> tuple[Node, ...]:
                 merged[-1] += item
             elif item:
                 merged.append(item)
-        elif isinstance(item, (Module, Union, Parameter, Role)):
+        elif isinstance(item, _NODE_TYPES):
             merged.append(item)
         else:
             raise PMLError(f"{where}: unexpected child {item!r}")

@@ -1,0 +1,176 @@
+"""The page allocator and page tables, alone (no torch)."""
+
+from __future__ import annotations
+
+import random
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from asynclm.engine.pages import PagePool, PageTable, PoolExhaustedError
+
+
+def test_module_has_no_torch_dependency() -> None:
+    import asynclm.engine.pages as pages
+
+    assert "torch" not in pages.__dict__
+    src = open(pages.__file__).read()
+    assert "import torch" not in src
+
+
+def test_allocate_release_refcounts() -> None:
+    pool = PagePool(4, 8)
+    pages = pool.allocate(3)
+    assert pool.num_free == 1 and all(pool.refcount(p) == 1 for p in pages)
+    pool.retain(pages[:1])
+    pool.release(pages)
+    assert pool.num_free == 3 and pool.refcount(pages[0]) == 1
+    pool.release(pages[:1])
+    assert pool.num_free == 4
+
+
+def test_exhaustion_is_an_error_and_changes_nothing() -> None:
+    pool = PagePool(2, 4)
+    table = PageTable(4)
+    table.plan_append(pool, 5)  # two pages
+    with pytest.raises(PoolExhaustedError, match="KV pool exhausted"):
+        table.plan_append(pool, 4)
+    assert table.num_tokens == 5 and pool.num_free == 0
+    assert table.slots == [*range(0, 4), 4]
+
+
+def test_double_release_is_refused() -> None:
+    pool = PagePool(2, 4)
+    (p,) = pool.allocate(1)
+    pool.release([p])
+    with pytest.raises(ValueError, match="released more often"):
+        pool.release([p])
+
+
+def test_append_fills_pages_in_order() -> None:
+    pool = PagePool(8, 4)
+    t = PageTable(4)
+    assert t.plan_append(pool, 3).slots == [0, 1, 2]
+    assert t.plan_append(pool, 3).slots == [3, 4, 5]
+    assert t.fills == [4, 2] and t.num_tokens == 6
+
+
+def test_shared_tail_is_copied_before_writing() -> None:
+    pool = PagePool(8, 4)
+    a = PageTable(4)
+    a.plan_append(pool, 6)  # pages 0 (full), 1 (2 of 4)
+    b = a.share(pool)
+    plan = b.plan_append(pool, 1)
+    assert plan.copies == [(1, 2)]  # b's partial page is copied, then written
+    assert plan.slots == [2 * 4 + 2]
+    assert b.pages == [0, 2] and a.pages == [0, 1]
+    assert pool.refcount(0) == 2 and pool.refcount(1) == 1
+
+
+def test_truncate_releases_whole_pages() -> None:
+    pool = PagePool(8, 4)
+    t = PageTable(4)
+    t.plan_append(pool, 10)
+    t.truncate(pool, 5)
+    assert t.fills == [4, 1] and pool.num_free == 6
+    t.truncate(pool, 0)
+    assert t.pages == [] and pool.num_free == 8
+    with pytest.raises(ValueError):
+        t.truncate(pool, 1)
+
+
+def test_extend_concatenates_without_copy() -> None:
+    pool = PagePool(8, 4)
+    a, b = PageTable(4), PageTable(4)
+    a.plan_append(pool, 3)
+    b.plan_append(pool, 2)
+    a.extend(pool, b)
+    assert a.slots == [0, 1, 2, 4, 5] and pool.refcount(1) == 2
+    plan = a.plan_append(pool, 1)  # b's page is shared: copy it, then write
+    assert plan.copies and a.slots[:3] == [0, 1, 2]
+
+
+def _check_contents(tables: dict[int, PageTable], expected: dict[int, list[int]], kv: dict[int, int]) -> None:
+    for name, table in tables.items():
+        assert [kv[s] for s in table.slots] == expected[name]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["append", "fork", "truncate", "extend", "release"]),
+                          st.integers(0, 9), st.integers(0, 12)), max_size=60))
+def test_random_operations_never_corrupt_shared_pages(ops: list[tuple[str, int, int]]) -> None:
+    """Simulated KV contents: what each table reads back is always what was written to it."""
+    page_size = 4
+    pool = PagePool(64, page_size)
+    tables: dict[int, PageTable] = {0: PageTable(page_size)}
+    expected: dict[int, list[int]] = {0: []}
+    kv: dict[int, int] = {}
+    counter = iter(range(sys.maxsize))
+    next_name = 1
+    for op, who, n in ops:
+        name = sorted(tables)[who % len(tables)] if tables else None
+        if name is None:
+            tables[next_name], expected[next_name] = PageTable(page_size), []
+            next_name += 1
+            continue
+        table = tables[name]
+        try:
+            if op == "append":
+                plan = table.plan_append(pool, n)
+                for src, dst in plan.copies:
+                    for i in range(page_size):
+                        if src * page_size + i in kv:
+                            kv[dst * page_size + i] = kv[src * page_size + i]
+                for slot in plan.slots:
+                    assert pool.refcount(slot // page_size) == 1  # never write a shared page
+                    kv[slot] = next(counter)
+                expected[name] += [kv[s] for s in plan.slots]
+            elif op == "fork":
+                tables[next_name], expected[next_name] = table.share(pool), list(expected[name])
+                next_name += 1
+            elif op == "truncate":
+                keep = min(n, table.num_tokens)
+                table.truncate(pool, keep)
+                del expected[name][keep:]
+            elif op == "extend":
+                other = sorted(tables)[n % len(tables)]
+                if other != name:
+                    table.extend(pool, tables[other])
+                    expected[name] += expected[other]
+            else:
+                table.release(pool)
+                del tables[name], expected[name]
+        except PoolExhaustedError:
+            pass
+        _check_contents(tables, expected, kv)
+    for table in tables.values():
+        table.release(pool)
+    assert pool.num_free == pool.num_pages
+
+
+def test_random_operations_smoke_many_seeds() -> None:
+    rng = random.Random(0)
+    pool = PagePool(32, 2)
+    tables = [PageTable(2) for _ in range(4)]
+    for _ in range(2000):
+        t = rng.choice(tables)
+        action = rng.random()
+        try:
+            if action < 0.5:
+                t.plan_append(pool, rng.randint(0, 5))
+            elif action < 0.7:
+                t.truncate(pool, rng.randint(0, t.num_tokens))
+            elif action < 0.8:
+                shared = t.share(pool)
+                idx = rng.randrange(4)
+                tables[idx].release(pool)
+                tables[idx] = shared
+            else:
+                t.release(pool)
+        except PoolExhaustedError:
+            continue
+    for t in tables:
+        t.release(pool)
+    assert pool.num_free == 32
