@@ -29,7 +29,8 @@ integer ::= "-"? ("0" | [1-9] [0-9]*)
 number ::= "-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]+)? ([eE] [+-]? [0-9]{1,2})?
 boolean ::= "True" | "False"
 null ::= "None"
-escape ::= "\\" (["'\\nrtbf0] | "x" [0-9a-fA-F] [0-9a-fA-F])
+escape ::= "\\" (["'\\nrtbf0] | "x" hex{2} | "u" hex{4} | "U00" ("0" hex{5} | "10" hex{4}))
+hex ::= [0-9a-fA-F]
 string ::= "\"" dq_0 "\"" | "'" sq_0 "'"
 any_value ::= string | number | boolean | null | any_list | any_dict
 any_list ::= "[" (any_value (sep any_value)*)? "]"
@@ -174,20 +175,20 @@ class _Builder:
 
 
 def _spellings(value: Any) -> list[str]:
-    """The Python literal of a value, plus its double-quoted form if it is a string."""
-    single = format_value(value)
-    if not isinstance(value, str):
-        return [single]
-    return [single, _double_quoted(value)]
+    """Python literals for a value: a string in both quote styles, else its one form."""
+    if isinstance(value, str):
+        return [_quoted(value, "'"), _quoted(value, '"')]
+    return [format_value(value)]
 
 
-def _double_quoted(text: str) -> str:
-    body = text.replace("\\", "\\\\").replace('"', '\\"')
+def _quoted(text: str, quote: str) -> str:
+    """A marker-free Python string literal for `text` in the given quotes."""
+    body = text.replace("\\", "\\\\").replace(quote, "\\" + quote)
     body = body.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
     body = "".join(f"\\x{ord(c):02x}" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in body)
     for marker in MARKERS:
         body = body.replace(marker, "\\x5b" + marker[1:])
-    return f'"{body}"'
+    return quote + body + quote
 
 
 def _lit(text: str) -> str:

@@ -172,23 +172,9 @@ class Engine:
         return ids
 
     def _resize_vocab(self, size: int) -> None:
-        from dataclasses import replace
-
-        m = self.model
-        old = m.tok_embeddings.weight
-        if size <= old.shape[0]:
-            return
-        with torch.no_grad():
-            extra = old.mean(0, keepdim=True).expand(size - old.shape[0], -1)
-            m.tok_embeddings.weight = torch.nn.Parameter(torch.cat((old, extra)), requires_grad=False)
-            if m.config.tie_embeddings:
-                m.output.weight = m.tok_embeddings.weight
-            else:
-                out = m.output.weight
-                pad = out.mean(0, keepdim=True).expand(size - out.shape[0], -1)
-                m.output.weight = torch.nn.Parameter(torch.cat((out, pad)), requires_grad=False)
-        m.config = replace(m.config, vocab_size=size)
-        self._grammars = None
+        if size > self.model.config.vocab_size:
+            self.model.resize_vocab(size)
+            self._grammars = None
 
     def grammar(self, *, ebnf: str | None = None, json_schema: str | dict | None = None,
                 regex: str | None = None) -> Grammar:

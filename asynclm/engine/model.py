@@ -208,6 +208,18 @@ class Transformer(nn.Module):
         x = self.norm(x.index_select(0, batch.logit_rows))
         return self.output(x).float()
 
+    def resize_vocab(self, size: int) -> None:
+        """Grow the vocabulary; new embedding (and output) rows start as the mean row."""
+        from dataclasses import replace
+
+        with torch.no_grad():
+            self.tok_embeddings.weight = nn.Parameter(_grow(self.tok_embeddings.weight, size), requires_grad=False)
+            if self.config.tie_embeddings:
+                self.output.weight = self.tok_embeddings.weight
+            else:
+                self.output.weight = nn.Parameter(_grow(self.output.weight, size), requires_grad=False)
+        self.config = replace(self.config, vocab_size=size)
+
     @property
     def device(self) -> torch.device:
         return self.tok_embeddings.weight.device
@@ -215,3 +227,8 @@ class Transformer(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.tok_embeddings.weight.dtype
+
+
+def _grow(weight: Tensor, rows: int) -> Tensor:
+    extra = weight.mean(0, keepdim=True).expand(rows - weight.shape[0], -1)
+    return torch.cat((weight, extra))

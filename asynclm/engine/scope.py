@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from asynclm.engine.pages import PagePool
     from asynclm.engine.sequence import Sequence
 
 
@@ -71,6 +72,11 @@ class Scope:
                 f"scope {self.name!r}: token quota of {q.max_tokens} exceeded "
                 f"({self.tokens_used} used, {new_tokens} more requested)"
             )
+
+    def release_all(self, pool: PagePool) -> None:
+        """Free every sequence created in this scope (when its owner ends)."""
+        for seq in list(self._sequences):
+            seq.release(pool)
 
     def charge(self, tokens: int) -> None:
         self.tokens_used += tokens

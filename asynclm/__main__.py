@@ -1,0 +1,5 @@
+import sys
+
+from asynclm.cli import main
+
+sys.exit(main())

@@ -1,0 +1,168 @@
+"""`Agent`: tools + a model + a calling mode."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from asynclm.agent.guard import AllOf, ForgeryGuard
+from asynclm.agent.prompting import system_prompt
+from asynclm.agent.result import MODES, Mode, RunResult, Usage
+from asynclm.agent.run import AgentRun
+from asynclm.agent.tool import Tool, tool
+from asynclm.cml.tokens import INTR
+from asynclm.engine.context import Context
+from asynclm.engine.engine import Engine
+from asynclm.engine.sampling import Sampler
+
+_ENGINES: dict[tuple[str, str | None], Engine] = {}
+
+
+def shared_engine(model: str, adapter: str | None = None) -> Engine:
+    """One engine per (model, adapter) in the process, shared by every agent that names it."""
+    key = (model, adapter)
+    if key not in _ENGINES:
+        _ENGINES[key] = Engine.load(model, adapter)
+    return _ENGINES[key]
+
+
+class Agent:
+    """An LLM agent whose tool calls run asynchronously.
+
+    Args:
+        tools: `Tool`s, or plain functions (wrapped with `@tool`).
+        mode: "async" (calls run while the model writes; results arrive as interrupts),
+            "sync-parallel" (calls run together when the model waits) or "sync" (generation
+            pauses at each call until its result is in).
+        model: a model preset or path (loaded once per process), or an `Engine`.
+        adapter: a LoRA adapter folder for `model`.
+        system: instructions placed before the protocol and tool documentation.
+        sampler: decoding (default greedy).
+        max_tokens: the most tokens the model may write in one run.
+        tool_timeout: seconds before a call is abandoned and reported as an error (a tool's own
+            timeout wins).
+        max_tool_threads: concurrent sync tools (they run in worker threads).
+        example: include a worked CML example in the system prompt (helps untuned models).
+        constraint: an extra decoding constraint factory (called once per run).
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        *,
+        mode: Mode = "async",
+        model: str | Engine = "smollm2-135m",
+        adapter: str | None = None,
+        system: str | None = None,
+        sampler: Sampler | None = None,
+        max_tokens: int = 512,
+        tool_timeout: float | None = 60.0,
+        max_tool_threads: int = 16,
+        example: bool = True,
+        constraint: Callable[[Agent], Any] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        built = [t if isinstance(t, Tool) else tool(t) for t in tools]
+        names = [t.name for t in built]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"two tools share the name(s) {duplicates}")
+        self.tools: dict[str, Tool] = {t.name: t for t in built}
+        self.mode: Mode = mode
+        self._model = model
+        self._adapter = adapter
+        self._engine: Engine | None = model if isinstance(model, Engine) else None
+        self.system = system_prompt(built, system, example=example)
+        self.sampler = sampler or Sampler()
+        self.max_tokens = max_tokens
+        self.tool_timeout = tool_timeout
+        self._limiter = anyio.CapacityLimiter(max_tool_threads)
+        self._extra_constraint = constraint
+        self._system_lock: anyio.Lock | None = None
+        self._banned_ids: list[int] | None = None
+        self._guard_ready = False
+
+    # ---- model -------------------------------------------------------------------------------
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            assert isinstance(self._model, str)  # an Engine was stored in __init__
+            self._engine = shared_engine(self._model, self._adapter)
+        return self._engine
+
+    def _make_constraint(self) -> Any:
+        engine = self.engine
+        intr = engine.tokenizer.token_id(INTR)
+        self._banned_ids = [intr] if intr is not None and INTR in engine.tokenizer.hf.get_vocab() else None
+        constraints = [ForgeryGuard(engine.tokenizer)]
+        if self._extra_constraint is not None:
+            constraints.append(self._extra_constraint(self))
+        return AllOf(constraints)
+
+    @property
+    def _system_export(self) -> str:
+        digest = hashlib.sha256(self.system.encode()).hexdigest()[:16]
+        return f"asynclm-agent-system-{digest}"
+
+    async def _ensure_system(self) -> str:
+        """Compute the system prompt's K/V once; every run reuses it (no recompute)."""
+        engine, name = self.engine, self._system_export
+        if self._system_lock is None:
+            self._system_lock = anyio.Lock()
+        async with self._system_lock:
+            if not engine.has_export(name):
+                async with engine.context() as ctx:
+                    ctx.system(self.system)
+                    await ctx.flush()
+                    ctx.save(name, overwrite=True)
+        return name
+
+    @asynccontextmanager
+    async def _context_for(self, prompt: str, usage: Usage) -> AsyncIterator[Context]:
+        name = await self._ensure_system()
+        ctx = Context.open(self.engine, name)
+        try:
+            usage.cached_prompt_tokens = ctx.num_cached
+            ctx.user(prompt)
+            ctx.assistant()
+            usage.prompt_tokens = ctx.num_tokens - ctx.num_cached
+            yield ctx
+        finally:
+            ctx.release()
+
+    # ---- running -----------------------------------------------------------------------------
+    async def run(self, prompt: str, *, mode: Mode | None = None) -> RunResult:
+        """Run the agent on a prompt to completion."""
+        return await AgentRun(self, prompt, self._mode(mode)).execute()
+
+    def run_sync(self, prompt: str, *, mode: Mode | None = None) -> RunResult:
+        """`run` for synchronous code (starts an event loop)."""
+        return anyio.run(lambda: self.run(prompt, mode=mode))
+
+    @asynccontextmanager
+    async def run_stream(self, prompt: str, *, mode: Mode | None = None) -> AsyncIterator[AgentRun]:
+        """Run in the background; iterate the yielded run for events, `run.result` at the end.
+
+        Leaving the block early cancels the run and its tools.
+        """
+        run = AgentRun(self, prompt, self._mode(mode))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run.execute)
+            try:
+                yield run
+            finally:
+                if run._result is None:
+                    tg.cancel_scope.cancel()
+
+    def _mode(self, mode: Mode | None) -> Mode:
+        mode = mode or self.mode
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode

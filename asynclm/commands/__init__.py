@@ -1,0 +1,1 @@
+"""Subcommands of the `asynclm` command line (one module each)."""
