@@ -13,19 +13,17 @@ Run:
         --arg width=6 --arg length_penalty=0.5 --arg max_tokens=40
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: `load_inferlet` runs the file as a module that
+# is not in `sys.modules`, and dataclasses cannot resolve string annotations there.
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import torch
+from torch import Tensor
 
-if TYPE_CHECKING:
-    from torch import Tensor
-
-    from asynclm.engine.context import Context
-    from asynclm.engine.inferlet import Runtime
+from asynclm.engine.context import Context
+from asynclm.engine.inferlet import Runtime
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_PROMPT = "What is the capital of France?"
@@ -101,11 +99,15 @@ async def main(
 
 async def _root_beam(runtime: Runtime, prompt: str, system: str) -> Beam:
     ctx = runtime.context()
-    if system:
-        ctx.system(system)
-    ctx.user(prompt)
-    ctx.assistant()
-    return Beam([], 0.0, ctx, await _forward_pending(ctx))
+    try:
+        if system:
+            ctx.system(system)
+        ctx.user(prompt)
+        ctx.assistant()
+        return Beam([], 0.0, ctx, await _forward_pending(ctx))
+    except BaseException:
+        ctx.release()
+        raise
 
 
 async def _forward_pending(ctx: Context) -> Tensor:

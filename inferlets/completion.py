@@ -45,7 +45,9 @@ async def main(
     Returns:
         `{"text", "num_tokens", "finish_reason"}`.
     """
-    sampler = runtime.sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed)
+    sampler = runtime.sampler(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, seed=seed
+    )
     async with runtime.context() as ctx:
         if system:
             ctx.system(system)

@@ -7,7 +7,6 @@ runtime. `AllOf` combines it with other constraints (e.g. grammar-constrained ca
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import torch
@@ -17,18 +16,36 @@ from asynclm.cml.tokens import INTR
 from asynclm.engine.grammar import Constraint
 from asynclm.engine.tokenizer import Tokenizer
 
-_TEXTS: weakref.WeakKeyDictionary[Tokenizer, tuple[int, list[str]]] = weakref.WeakKeyDictionary()
+_TEXTS: dict[tuple[str, ...], list[str]] = {}
+_BANNED: dict[tuple[tuple[str, ...], str], list[Tensor]] = {}
+
+
+def _vocab_key(tokenizer: Tokenizer) -> tuple[str, ...]:
+    hf = tokenizer.hf
+    added = tuple(sorted(str(t) for t in hf.get_added_vocab()))
+    return (str(hf.name_or_path), str(tokenizer.vocab_size), *added)
 
 
 def token_texts(tokenizer: Tokenizer) -> list[str]:
-    """The decoded text of every token id (cached per tokenizer and vocabulary size)."""
-    cached = _TEXTS.get(tokenizer)
-    if cached is None or cached[0] != tokenizer.vocab_size:
+    """The decoded text of every token id (cached per vocabulary)."""
+    key = _vocab_key(tokenizer)
+    if key not in _TEXTS:
         texts = tokenizer.hf.batch_decode([[i] for i in range(tokenizer.vocab_size)],
                                           skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        cached = (tokenizer.vocab_size, list(texts))
-        _TEXTS[tokenizer] = cached
-    return cached[1]
+        _TEXTS[key] = list(texts)
+    return _TEXTS[key]
+
+
+def _banned_sets(tokenizer: Tokenizer, marker: str) -> list[Tensor]:
+    """banned[0]: tokens containing the marker; banned[k]: tokens completing marker[:k]."""
+    key = (_vocab_key(tokenizer), marker)
+    if key not in _BANNED:
+        texts = token_texts(tokenizer)
+        contains = [i for i, t in enumerate(texts) if marker in t]
+        completes = [[i for i, t in enumerate(texts) if t and t.startswith(marker[k:])]
+                     for k in range(1, len(marker))]
+        _BANNED[key] = [_ids(contains), *(_ids(c) for c in completes)]
+    return _BANNED[key]
 
 
 class ForgeryGuard:
@@ -36,13 +53,8 @@ class ForgeryGuard:
 
     def __init__(self, tokenizer: Tokenizer, marker: str = INTR) -> None:
         self.marker = marker
-        texts = token_texts(tokenizer)
-        self._texts = texts
-        # banned[k]: tokens that complete the marker when the text so far ends with marker[:k]
-        contains = [i for i, t in enumerate(texts) if marker in t]
-        completes = [[i for i, t in enumerate(texts) if t and t.startswith(marker[k:])]
-                     for k in range(1, len(marker))]
-        self._banned = [_ids(contains), *(_ids(c) for c in completes)]
+        self._texts = token_texts(tokenizer)
+        self._banned = _banned_sets(tokenizer, marker)
         self._tail = ""
 
     def mask(self, logits: Tensor) -> None:

@@ -7,6 +7,7 @@ LoRA adapter is merged at load. Converted weights are cached on disk so a second
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -114,6 +115,13 @@ def _cache_key(source: Path, adapter: str | os.PathLike[str] | None) -> str:
 
 def _fingerprint_path(path: Path, content: bool = False) -> bytes:
     """Identity of a file or folder: content hash of small files, size+mtime of big ones."""
+    st = path.stat()
+    return _fingerprint_cached(str(path.resolve()), st.st_size, st.st_mtime_ns, content)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint_cached(path_str: str, size: int, mtime_ns: int, content: bool) -> bytes:
+    path = Path(path_str)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     h = hashlib.sha256()
     for f in files:

@@ -1,9 +1,16 @@
 """asynclm.promptcache: modular prompt caching (Prompt Cache, Gim et al., MLSys 2024).
 
-The torch-free half lives here and imports without torch: PML schemas and prompts
-(`schema`, parsed safely by `pml`) and their position layout (`layout`), which turns a prompt
-into a `PromptPlan` of cached module segments, parameter segments and free text.
+The torch-free half imports without torch: PML schemas and prompts (`schema`, parsed safely by
+`pml`) and their position layout (`layout`), which turns a prompt into a `PromptPlan` of cached
+module segments, parameter segments and free text. The KV side (`cache.PromptCache`, which
+serves prompts from cached module K/V, and `store.ModuleStore`, its LRU + disk store) needs
+torch and loads lazily on first access.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from asynclm.promptcache.layout import (
     ChatFormat,
@@ -49,9 +56,27 @@ from asynclm.promptcache.schema import (
     User,
 )
 
-# --- KV side (torch): module KV store, cached prefill -------------------------------------------
-# Reserved for the lead. Keep this package importable without torch: expose torch-backed names
-# lazily (a module-level __getattr__ as in asynclm/__init__.py), not by importing them here.
+if TYPE_CHECKING:
+    from asynclm.promptcache.cache import CacheStats, PromptCache
+    from asynclm.promptcache.store import ModuleStore, ModuleStoreWarning, StoreEntry, StoreStats
+
+# --- KV side (torch), loaded on first access so this package stays importable without torch --
+_LAZY = {
+    "CacheStats": "asynclm.promptcache.cache",
+    "PromptCache": "asynclm.promptcache.cache",
+    "ModuleStore": "asynclm.promptcache.store",
+    "ModuleStoreWarning": "asynclm.promptcache.store",
+    "StoreEntry": "asynclm.promptcache.store",
+    "StoreStats": "asynclm.promptcache.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asynclm.promptcache' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -59,6 +84,7 @@ __all__ = [
     "ENCODINGS",
     "ROLES",
     "Assistant",
+    "CacheStats",
     "ChatFormat",
     "ChatML",
     "Encoder",
@@ -67,18 +93,23 @@ __all__ = [
     "ModuleLayout",
     "ModulePath",
     "ModuleSegment",
+    "ModuleStore",
+    "ModuleStoreWarning",
     "Node",
     "PMLError",
     "Parameter",
     "ParameterSegment",
     "ParameterSlot",
     "Prompt",
+    "PromptCache",
     "PromptPlan",
     "Role",
     "RoleName",
     "Schema",
     "SchemaLayout",
     "Select",
+    "StoreEntry",
+    "StoreStats",
     "System",
     "TextPiece",
     "TextSegment",

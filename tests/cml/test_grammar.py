@@ -3,7 +3,6 @@
 import random
 
 import pytest
-import torch
 import xgrammar
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -163,22 +162,25 @@ def test_rejects_bad_tools(tools):
 
 VOCAB = [chr(c) for c in range(32, 127)] + ["é", "中", "\n", "[HEAD]", "[END]", "</s>"]
 STOP = len(VOCAB) - 1
-PREFERRED = ['"', "'", ")", "]", "}", "[", " ", "0", "N"]
+CLOSERS = ['"', "'", ")", "]", "}", ",", " ", "0", "N"]  # end strings, lists, numbers, values
 
 
 def random_walk(matcher, rnd, soft_limit):
-    """Samples one string the grammar admits, one character (or marker) at a time."""
+    """Samples one string the grammar admits, one character (or marker) at a time.
+
+    Past `soft_limit` characters it picks among the allowed closers, so it terminates.
+    """
     bitmask = xgrammar.allocate_token_bitmask(1, len(VOCAB))
     out = []
     for _ in range(5_000):
         matcher.fill_next_token_bitmask(bitmask)
-        allowed = xgrammar.testing.bitmask_to_bool_mask(bitmask, len(VOCAB))[0]
-        ids = torch.nonzero(allowed).flatten().tolist()
+        words = bitmask[0].tolist()  # 32 tokens a word, bit set = allowed
+        ids = [i for i in range(len(VOCAB)) if (words[i >> 5] >> (i & 31)) & 1]
         if ids == [STOP]:
             return "".join(out)
         ids = [i for i in ids if i != STOP]
-        preferred = [VOCAB.index(c) for c in PREFERRED if VOCAB.index(c) in ids]
-        token = preferred[0] if len(out) > soft_limit and preferred else rnd.choice(ids)
+        closers = [VOCAB.index(c) for c in CLOSERS if VOCAB.index(c) in ids]
+        token = rnd.choice(closers if len(out) > soft_limit and closers else ids)
         assert matcher.accept_token(token)
         out.append(VOCAB[token])
     raise AssertionError("random walk did not terminate")

@@ -1,0 +1,442 @@
+"""The module KV store of Prompt Cache: engine exports under a memory budget, kept on disk.
+
+An entry is one module's K/V, held by the engine as a named export (`"<namespace>:<key>"`), so
+serving it is a page-table concatenation. Under the "prefix" encoding an entry extends its
+parent (the module before it in the prompt): its export holds the whole chain, sharing the
+parent's pages, and counts only its own pages against the budget. Entries are evicted least
+recently used first, but never while a live context pinned them and never before their
+children (who hold their pages anyway).
+
+With a `disk_dir`, every new entry is also written to a safetensors file (its own tokens,
+positions and K/V; written to a temporary file, then renamed) named after a format version, the
+engine's fingerprint and dtype, and the module key. The module key hashes the module's tokens and
+positions, so a changed text or model can never read a stale file: it looks for another name.
+Files are checked again on load (format, fingerprint, key, parent, tokens, positions, shape); a
+corrupt or mismatched file is skipped with a `ModuleStoreWarning`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import uuid
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+if TYPE_CHECKING:
+    from asynclm.engine.context import Context
+    from asynclm.engine.engine import Engine
+
+__all__ = ["FORMAT_VERSION", "ModuleStore", "ModuleStoreWarning", "StoreEntry", "StoreStats"]
+
+FORMAT_VERSION = "1"
+_SUFFIX = ".safetensors"
+
+# Namespaces in use per engine, so two stores on one engine never share export names.
+_NAMESPACES: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
+
+
+class ModuleStoreWarning(UserWarning):
+    """A module KV file was skipped (corrupt, another model, another format) or not written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreEntry:
+    """One cached module.
+
+    Attributes:
+        key: The module key ("modular": content key; "prefix": prefix key).
+        name: The engine export holding its K/V (and its parents', under "prefix").
+        parent: Key of the entry it extends ("prefix" encoding), or None.
+        num_tokens: The module's own tokens.
+        nbytes: KV memory charged to the entry: its own pages.
+    """
+
+    key: str
+    name: str
+    parent: str | None
+    num_tokens: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """A snapshot of the store's state and counters."""
+
+    entries: int
+    nbytes: int
+    memory_bytes: int
+    evictions: int
+    disk_loads: int
+    disk_writes: int
+    disk_errors: int
+
+
+class ModuleStore:
+    """Module K/V as engine exports: LRU under a memory budget, persisted to disk.
+
+    Args:
+        engine: The engine whose exports hold the entries.
+        memory_bytes: KV memory the entries may hold (default: half the engine's pool).
+        disk_dir: Folder of the safetensors files, created if missing (None: memory only).
+        namespace: Prefix of the export names (default "pc", or "pc-2", ... when another store
+            already uses it on this engine).
+
+    Raises:
+        ValueError: `memory_bytes` is negative, or `namespace` is taken on this engine.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        memory_bytes: int | None = None,
+        disk_dir: str | os.PathLike[str] | None = None,
+        namespace: str | None = None,
+    ) -> None:
+        self.engine = engine
+        page_tokens = engine.pool.page_size
+        self.bytes_per_token = engine.config.kv_bytes_per_token * engine.kv.data.element_size() // 4
+        pool_bytes = engine.pool.num_pages * page_tokens * self.bytes_per_token
+        self.memory_bytes = pool_bytes // 2 if memory_bytes is None else memory_bytes
+        if self.memory_bytes < 0:
+            raise ValueError(f"memory_bytes must be >= 0, got {memory_bytes}")
+        self.namespace = _claim_namespace(engine, namespace)
+        self.disk_dir = None if disk_dir is None else Path(disk_dir)
+        if self.disk_dir is not None:
+            self.disk_dir.mkdir(parents=True, exist_ok=True)
+        self._entries: OrderedDict[str, StoreEntry] = OrderedDict()  # oldest use first
+        weakref.finalize(self, _close, engine, self.namespace, self._entries)
+        self._children: dict[str, set[str]] = {}
+        self._pins: dict[int, tuple[weakref.ref[object], set[str]]] = {}
+        self._nbytes = 0
+        self._evictions = self._disk_loads = self._disk_writes = self._disk_errors = 0
+
+    # ---- lookup ------------------------------------------------------------------------------
+    def name(self, key: str) -> str:
+        """The engine export name of `key`."""
+        return f"{self.namespace}:{key}"
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """KV memory the entries hold."""
+        return self._nbytes
+
+    @property
+    def entries(self) -> list[StoreEntry]:
+        """Every entry, least recently used first."""
+        return list(self._entries.values())
+
+    @property
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            len(self._entries), self._nbytes, self.memory_bytes, self._evictions,
+            self._disk_loads, self._disk_writes, self._disk_errors,
+        )
+
+    def get(self, key: str, owner: object | None = None) -> StoreEntry | None:
+        """The entry of `key` in memory (marked as just used, pinned by `owner`), or None."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+            if owner is not None:
+                self.pin([key], owner)
+        return entry
+
+    # ---- pins --------------------------------------------------------------------------------
+    def pin(self, keys: Iterable[str], owner: object) -> None:
+        """Keep `keys` from eviction while `owner` lives and is not released.
+
+        `owner` is usually the context the entries were attached to: once it is released (or
+        garbage-collected) the pins lapse by themselves.
+        """
+        ref, pinned = self._pins.get(id(owner), (None, None))
+        if ref is None or pinned is None or ref() is not owner:
+            ref, pinned = weakref.ref(owner), set()
+            self._pins[id(owner)] = (ref, pinned)
+        pinned.update(keys)
+
+    def unpin(self, owner: object) -> None:
+        """Drop `owner`'s pins."""
+        self._pins.pop(id(owner), None)
+
+    def pinned(self) -> set[str]:
+        """Keys pinned by live owners (lapsed pins are forgotten)."""
+        keys: set[str] = set()
+        for owner_id, (ref, pinned) in list(self._pins.items()):
+            owner = ref()
+            if owner is None or getattr(owner, "is_released", False):
+                del self._pins[owner_id]
+            else:
+                keys |= pinned
+        return keys
+
+    # ---- adding, evicting --------------------------------------------------------------------
+    async def put(
+        self,
+        key: str,
+        ctx: Context,
+        *,
+        num_tokens: int,
+        parent: str | None = None,
+        owner: object | None = None,
+    ) -> StoreEntry:
+        """Keep `ctx`'s K/V as the entry `key` (and write it to disk); pages are shared.
+
+        Args:
+            key: The module key.
+            ctx: A fully computed context: the parent's chain (if any), then the module.
+            num_tokens: The module's own tokens: the last `num_tokens` of `ctx`.
+            parent: The entry `ctx` starts with ("prefix" encoding).
+            owner: Pins the entry (see `pin`).
+
+        Returns:
+            The entry; an existing one if `key` was stored meanwhile.
+        """
+        entry = self._entries.get(key)
+        if entry is None:
+            ctx.save(self.name(key), overwrite=True)
+            entry = self._add(key, parent, num_tokens)
+            await self._write(entry)
+        if owner is not None:
+            self.pin([key], owner)
+        self.trim()
+        return entry
+
+    def _add(self, key: str, parent: str | None, num_tokens: int) -> StoreEntry:
+        page = self.engine.pool.page_size
+        pages = -(-num_tokens // page) + (parent is not None)  # + the parent's copied last page
+        nbytes = pages * page * self.bytes_per_token
+        entry = StoreEntry(key, self.name(key), parent, num_tokens, nbytes)
+        self._entries[key] = entry
+        self._nbytes += entry.nbytes
+        if parent is not None:
+            self._children.setdefault(parent, set()).add(key)
+        return entry
+
+    def trim(self) -> int:
+        """Evict least recently used entries until the budget holds; returns how many.
+
+        Pinned entries and entries with children stay: the store may stay over budget until
+        their contexts are released.
+        """
+        pinned = self.pinned()
+        evicted = 0
+        while self._nbytes > self.memory_bytes:
+            victim = next(
+                (k for k in self._entries if k not in pinned and not self._children.get(k)), None
+            )
+            if victim is None:
+                break
+            self._evict(victim)
+            evicted += 1
+        return evicted
+
+    def _evict(self, key: str) -> None:
+        entry = self._entries.pop(key)
+        self._nbytes -= entry.nbytes
+        self._evictions += 1
+        self._children.pop(key, None)
+        if entry.parent is not None:
+            self._children.get(entry.parent, set()).discard(key)
+        if self.engine.has_export(entry.name):
+            self.engine.drop_export(entry.name)
+
+    def clear(self) -> None:
+        """Drop every entry from memory (contexts using them keep their pages); disk stays."""
+        for entry in self._entries.values():
+            if self.engine.has_export(entry.name):
+                self.engine.drop_export(entry.name)
+        self._entries.clear()
+        self._children.clear()
+        self._pins.clear()
+        self._nbytes = 0
+
+    # ---- disk --------------------------------------------------------------------------------
+    def path(self, key: str) -> Path | None:
+        """The file of `key` for this engine's model (None without a `disk_dir`)."""
+        if self.disk_dir is None:
+            return None
+        h = hashlib.blake2b(digest_size=20, person=b"pc-store")
+        for part in (FORMAT_VERSION, self.engine.fingerprint, str(self.engine.kv.data.dtype), key):
+            h.update(part.encode() + b"\x00")
+        return self.disk_dir / (h.hexdigest() + _SUFFIX)
+
+    async def load(
+        self,
+        key: str,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        *,
+        parent: str | None = None,
+        owner: object | None = None,
+    ) -> StoreEntry | None:
+        """Bring the entry `key` from disk into memory, or None if no valid file has it.
+
+        Args:
+            key: The module key.
+            tokens: The module's own tokens, checked against the file.
+            positions: Their positions, checked against the file.
+            parent: The entry it extends; it must be in memory ("prefix" chains load in order).
+            owner: Pins the entry (see `pin`).
+        """
+        path = self.path(key)
+        if path is None or (parent is not None and parent not in self._entries):
+            return None
+        if not await anyio.to_thread.run_sync(path.exists):
+            return None
+        try:
+            meta, saved = await anyio.to_thread.run_sync(_read_file, path)
+            kv = self._check_file(meta, saved, key, tokens, positions, parent)
+        except Exception as exc:  # any unreadable file is a miss, never a crash
+            self._disk_errors += 1
+            warnings.warn(
+                f"ignoring module KV file {path}: {exc}", ModuleStoreWarning, stacklevel=2
+            )
+            return None
+        entry = self._entries.get(key)
+        if entry is None:  # not loaded by someone else while the file was read
+            self._import(key, list(tokens), list(positions), kv, parent)
+            entry = self._add(key, parent, len(tokens))
+            self._disk_loads += 1
+        if owner is not None:
+            self.pin([key], owner)
+        self.trim()
+        return entry
+
+    def _check_file(
+        self,
+        meta: dict[str, str],
+        saved: dict[str, torch.Tensor],
+        key: str,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        parent: str | None,
+    ) -> torch.Tensor:
+        """The file's K/V, or ValueError saying why the file does not fit."""
+        expected = {
+            "format": FORMAT_VERSION,
+            "fingerprint": self.engine.fingerprint,
+            "dtype": str(self.engine.kv.data.dtype),
+            "key": key,
+            "parent": parent or "",
+        }
+        for field, value in expected.items():
+            if meta.get(field) != value:
+                raise ValueError(f"{field} is {meta.get(field)!r}, expected {value!r}")
+        same = saved["tokens"].tolist() == list(tokens)
+        if not same or saved["positions"].tolist() != list(positions):
+            raise ValueError("its tokens or positions differ from the module's")
+        cfg = self.engine.config
+        shape = (cfg.num_layers, 2, len(tokens), cfg.num_kv_heads, cfg.head_dim)
+        kv = saved["kv"]
+        if tuple(kv.shape) != shape:
+            raise ValueError(f"K/V of shape {tuple(kv.shape)}, expected {shape}")
+        return kv
+
+    def _import(
+        self,
+        key: str,
+        tokens: list[int],
+        positions: list[int],
+        kv: torch.Tensor,
+        parent: str | None,
+    ) -> None:
+        name = self.name(key)
+        if parent is None:
+            self.engine.import_kv(name, tokens, positions, kv, overwrite=True)
+            return
+        segment = name + ":segment"
+        self.engine.import_kv(segment, tokens, positions, kv, overwrite=True)
+        try:
+            ctx = self.engine.context()
+            try:
+                ctx.attach(self.name(parent))
+                ctx.attach(segment)
+                ctx.save(name, overwrite=True)
+            finally:
+                ctx.release()
+        finally:
+            self.engine.drop_export(segment)
+
+    async def _write(self, entry: StoreEntry) -> None:
+        path = self.path(entry.key)
+        if path is None:
+            return
+        tokens, positions, kv = self.engine.export_kv(entry.name)
+        n = entry.num_tokens
+        tensors = {
+            "tokens": torch.tensor(tokens[-n:], dtype=torch.int64),
+            "positions": torch.tensor(positions[-n:], dtype=torch.int64),
+            "kv": kv[:, :, -n:].contiguous(),
+        }
+        meta = {
+            "format": FORMAT_VERSION,
+            "fingerprint": self.engine.fingerprint,
+            "dtype": str(self.engine.kv.data.dtype),
+            "key": entry.key,
+            "parent": entry.parent or "",
+        }
+        try:
+            await anyio.to_thread.run_sync(_write_file, path, tensors, meta)
+        except OSError as exc:  # a full disk costs the warm start, not the request
+            self._disk_errors += 1
+            warnings.warn(f"could not write {path}: {exc}", ModuleStoreWarning, stacklevel=2)
+            return
+        self._disk_writes += 1
+
+    def __repr__(self) -> str:
+        return (f"ModuleStore({len(self)} entries, {self._nbytes}/{self.memory_bytes} bytes, "
+                f"disk={str(self.disk_dir) if self.disk_dir else None})")
+
+
+def _claim_namespace(engine: Engine, namespace: str | None) -> str:
+    used = _NAMESPACES.setdefault(engine, set())
+    if namespace is None:
+        names = itertools.chain(["pc"], (f"pc-{i}" for i in itertools.count(2)))
+        namespace = next(n for n in names if n not in used)
+    elif namespace in used:
+        raise ValueError(f"namespace {namespace!r} is used by another store on this engine")
+    used.add(namespace)
+    return namespace
+
+
+def _close(engine: Engine, namespace: str, entries: dict[str, StoreEntry]) -> None:
+    """A store was garbage-collected: free its exports and its namespace."""
+    for entry in entries.values():
+        if engine.has_export(entry.name):
+            engine.drop_export(entry.name)
+    entries.clear()
+    _NAMESPACES.get(engine, set()).discard(namespace)
+
+
+def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        return meta, {name: f.get_tensor(name) for name in ("tokens", "positions", "kv")}
+
+
+def _write_file(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
