@@ -186,5 +186,10 @@ def _report(runtime: Runtime, hypotheses: list[Beam], length_penalty: float) -> 
         for b in ranked
     ]
     best = ranked[0]
-    return {"text": rows[0]["text"], "tokens": best.tokens, "logprob": best.logprob,
-            "score": rows[0]["score"], "hypotheses": rows}
+    return {
+        "text": rows[0]["text"],
+        "tokens": best.tokens,
+        "logprob": best.logprob,
+        "score": rows[0]["score"],
+        "hypotheses": rows,
+    }

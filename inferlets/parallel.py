@@ -35,6 +35,7 @@ async def main(
     system: str = DEFAULT_SYSTEM,
     max_tokens: int = 48,
     temperature: float = 0.8,
+    top_k: int = 0,
     top_p: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -46,7 +47,8 @@ async def main(
         n: how many answers.
         system: the system message ("" for none).
         max_tokens: the most tokens per answer.
-        temperature, top_p: sampling settings (temperature 0: every child answers greedily).
+        temperature, top_k, top_p: sampling settings (temperature 0: every child answers
+            greedily).
         seed: child i samples with seed `seed + i`.
 
     Returns:
@@ -60,7 +62,9 @@ async def main(
         answers = [""] * n
 
         async def answer(i: int) -> None:
-            sampler = runtime.sampler(temperature=temperature, top_p=top_p, seed=seed + i)
+            sampler = runtime.sampler(
+                temperature=temperature, top_k=top_k, top_p=top_p, seed=seed + i
+            )
             answers[i] = await _generate(runtime.tokenizer, children[i], sampler, max_tokens)
 
         async with anyio.create_task_group() as tg:

@@ -48,6 +48,8 @@ class Agent:
         max_tool_threads: concurrent sync tools (they run in worker threads).
         example: include a worked CML example in the system prompt (helps untuned models).
         constraint: an extra decoding constraint factory (called once per run).
+        constrained: make the model write its turn through a grammar: call blocks of known
+            tools with well-typed arguments, a trap, then the answer (for untuned models).
     """
 
     def __init__(
@@ -64,6 +66,8 @@ class Agent:
         max_tool_threads: int = 16,
         example: bool = True,
         constraint: Callable[[Agent], Any] | None = None,
+        constrained: bool = False,
+        max_calls: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -85,6 +89,8 @@ class Agent:
         self.tool_timeout = tool_timeout
         self._limiter = anyio.CapacityLimiter(max_tool_threads)
         self._extra_constraint = constraint
+        self.constrained = constrained
+        self.max_calls = max_calls
         self._system_lock: anyio.Lock | None = None
         self._banned_ids: list[int] | None = None
         self._guard_ready = False
@@ -102,6 +108,10 @@ class Agent:
         intr = engine.tokenizer.token_id(INTR)
         self._banned_ids = [intr] if intr is not None and INTR in engine.tokenizer.hf.get_vocab() else None
         constraints = [ForgeryGuard(engine.tokenizer)]
+        if self.constrained:
+            from asynclm.agent.constrained import turn_grammar
+
+            constraints.append(engine.grammar(ebnf=turn_grammar(self.tools.values(), max_calls=self.max_calls)).matcher())
         if self._extra_constraint is not None:
             constraints.append(self._extra_constraint(self))
         return AllOf(constraints)

@@ -104,10 +104,10 @@ class AgentRun:
                 async with anyio.create_task_group() as tg:
                     reason = await self._drive(tg)
                     tg.cancel_scope.cancel()  # tools still running are not needed any more
+            self._finish_text()
         finally:
             self._events_send.close()
             self._inbox_send.close()
-        self._finish_text()
         self._result = RunResult(
             output=self.output.strip(), calls=tuple(self.calls), timeline=self.trace,
             usage=self.usage, mode=self.mode, elapsed=self._now(), finish_reason=reason,

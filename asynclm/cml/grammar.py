@@ -15,6 +15,7 @@ every number admitted is finite.
 from __future__ import annotations
 
 import keyword
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from asynclm.cml.schema import normalize_schema
@@ -98,7 +99,7 @@ class _Builder:
         fields = self.fields(schema, lambda param: f'{_lit(param)} "="')
         return self.rule(f'{_lit(name)} "(" {fields} ")"')
 
-    def fields(self, schema: dict[str, Any], key: Any) -> str:
+    def fields(self, schema: dict[str, Any], key: Callable[[str], str]) -> str:
         """Keyed items for the schema's properties in declared order: required ones must
         appear, optional ones may be left out; `key(name)` writes an item's key."""
         properties = schema.get("properties", {})
@@ -236,7 +237,7 @@ def _string_rules(quote: str, stem: str) -> list[str]:
     return lines
 
 
-def _identifier_rules(stem: str, excluded: list[str]) -> list[str]:
+def _identifier_rules(stem: str, excluded: Sequence[str]) -> list[str]:
     """Rules for ASCII identifiers other than the `excluded` words (Python's keywords).
 
     A trie over the excluded words: each node admits the characters that leave the trie

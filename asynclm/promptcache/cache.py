@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from asynclm.promptcache.layout import PromptPlan, SchemaLayout, layout_schema, plan_prompt
+from asynclm.promptcache.layout import (
+    ParameterSegment,
+    PromptPlan,
+    SchemaLayout,
+    TextSegment,
+    layout_schema,
+    plan_prompt,
+)
 from asynclm.promptcache.pml import parse_prompt, parse_schema
 from asynclm.promptcache.schema import ModulePath, PMLError, Prompt, Schema, Select
 from asynclm.promptcache.store import ModuleStore
@@ -52,7 +59,7 @@ class CacheStats:
 
     Attributes:
         requests: Contexts built by `context`.
-        hits: Module segments served from the store (memory or disk).
+        hits: Module segments `context` served from the store (memory or disk).
         misses: Module segments computed (by `context` or `warm`).
         disk_loads: Of the hits, entries read from disk.
         reused_tokens: Tokens of the hits: prefill saved.
@@ -176,6 +183,7 @@ class PromptCache:
             PMLError: As `plan`, before any K/V is touched.
         """
         plan = self.plan(prompt)
+        self.store.trim()  # contexts released since the last request may have unpinned entries
         ctx = self.engine.context()
         try:
             pieces = _pieces(plan)
@@ -204,7 +212,7 @@ class PromptCache:
             PMLError: The schema is not registered.
         """
         layout = self.layout(schema_name)
-        before = self._counts["misses"]
+        before = dict(self._counts)
         if layout.encoding == "modular":
             modules = [m for m in layout.modules if m.tokens]
             pieces = [_Piece(m.key, None, m.tokens, m.positions) for m in modules]
@@ -215,7 +223,9 @@ class PromptCache:
                 plan = layout.plan(Prompt(layout.name, _select(path)))
                 async with self.engine.context() as ctx:
                     await self._attach_chain(ctx, _pieces(plan))
-        return self._counts["misses"] - before
+        # Warming serves no request: its lookups are not hits.
+        self._counts.update(hits=before["hits"], reused_tokens=before["reused_tokens"])
+        return self._counts["misses"] - before["misses"]
 
     def clear(self) -> None:
         """Forget the cached K/V in memory (files on disk stay; live contexts keep theirs)."""
@@ -277,9 +287,19 @@ class PromptCache:
                 missing.append(piece)
             else:
                 self._count(piece, hit=True)
+        errors: list[Exception] = []
+
+        async def compute(piece: _Piece) -> None:
+            try:
+                await self._compute_module(piece, owner)
+            except Exception as exc:  # raised below, unwrapped from the task group
+                errors.append(exc)
+
         async with anyio.create_task_group() as group:  # one batch for all misses
             for piece in missing:
-                group.start_soon(self._compute_module, piece, owner)
+                group.start_soon(compute, piece)
+        if errors:
+            raise errors[0]
 
     async def _compute_module(self, piece: _Piece, owner: object | None) -> None:
         async with self._exclusive(piece.key):
@@ -295,7 +315,8 @@ class PromptCache:
     # ---- helpers -----------------------------------------------------------------------------
     def _append_uncached(self, ctx: Context, plan: PromptPlan) -> None:
         """Parameters then free text, pending at their positions."""
-        for segment in (*plan.parameters, *plan.text):
+        segments: list[ParameterSegment | TextSegment] = [*plan.parameters, *plan.text]
+        for segment in segments:
             ctx.append(segment.tokens, segment.positions)
             self._counts["appended_tokens"] += len(segment.tokens)
         if ctx.num_tokens and ctx.num_cached == ctx.num_tokens:

@@ -147,8 +147,13 @@ class ModuleStore:
     @property
     def stats(self) -> StoreStats:
         return StoreStats(
-            len(self._entries), self._nbytes, self.memory_bytes, self._evictions,
-            self._disk_loads, self._disk_writes, self._disk_errors,
+            len(self._entries),
+            self._nbytes,
+            self.memory_bytes,
+            self._evictions,
+            self._disk_loads,
+            self._disk_writes,
+            self._disk_errors,
         )
 
     def get(self, key: str, owner: object | None = None) -> StoreEntry | None:
@@ -403,8 +408,10 @@ class ModuleStore:
         self._disk_writes += 1
 
     def __repr__(self) -> str:
-        return (f"ModuleStore({len(self)} entries, {self._nbytes}/{self.memory_bytes} bytes, "
-                f"disk={str(self.disk_dir) if self.disk_dir else None})")
+        return (
+            f"ModuleStore({len(self)} entries, {self._nbytes}/{self.memory_bytes} bytes, "
+            f"disk={str(self.disk_dir) if self.disk_dir else None})"
+        )
 
 
 def _claim_namespace(engine: Engine, namespace: str | None) -> str:

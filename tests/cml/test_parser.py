@@ -58,7 +58,8 @@ def test_named_call():
     assert events == [
         Text("Hi "),
         BlockStart("call", "[CALL]"),
-        Call("w1", 'get_weather(city="Paris")', False, ' w1 [HEAD] get_weather(city="Paris") [END]'),
+        Call("w1", 'get_weather(city="Paris")', False,
+             ' w1 [HEAD] get_weather(city="Paris") [END]'),
         Text(" bye"),
     ]
 
@@ -126,7 +127,8 @@ def test_states_and_flags():
         ("[CALL] 1w [HEAD] f() [END]", "invalid call id '1w'", " 1w [HEAD] f() [END]"),
         ("[CALL] for [HEAD] f() [END]", "invalid call id 'for'", " for [HEAD] f() [END]"),
         ("[CALL] [HEAD] f() [END]", "invalid call id ''", " [HEAD] f() [END]"),
-        ("[CALL] w [HEAD] f() [HEAD] g() [END]", "only one [HEAD]", " w [HEAD] f() [HEAD] g() [END]"),
+        ("[CALL] w [HEAD] f() [HEAD] g() [END]", "only one [HEAD]",
+         " w [HEAD] f() [HEAD] g() [END]"),
         ("[CALL] w [HEAD]  [END]", "empty call", " w [HEAD]  [END]"),
         ("[CALL][END]", "empty call", "[END]"),
         ("[CALL] w [HEAD] f( [INTR]", "[INTR] inside a call block", " w [HEAD] f( [INTR]"),
@@ -232,7 +234,8 @@ def test_every_split_position_gives_the_same_events(stream):
 
 
 def test_special_token_pieces():
-    pieces = ["Sure", "[CALL]", " w", "1 ", "[HEAD]", " f", "(x", "=1)", " ", "[END]", "[TRAP]", "[END]"]
+    pieces = ["Sure", "[CALL]", " w", "1 ", "[HEAD]", " f", "(x", "=1)", " ", "[END]"]
+    pieces += ["[TRAP]", "[END]"]
     events = feed_all(pieces)
     assert kinds(events) == ["Text", "BlockStart", "Call", "BlockStart", "Trap"]
     assert events[2] == Call("w1", "f(x=1)", False, " w1 [HEAD] f(x=1) [END]")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torch
 from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
 from asynclm.engine.loader import LoadedModel, load_model
+from asynclm.engine.pages import PoolExhaustedError
 from asynclm.promptcache import (
     Encoding,
     Module,
@@ -44,7 +47,9 @@ def engine(tiny: LoadedModel) -> Iterator[Engine]:
     assert engine.scheduler.num_pending == 0
 
 
-def travel(encoding: Encoding = "modular", paris: str = "Paris is the capital of France.") -> Schema:
+def travel(
+    encoding: Encoding = "modular", paris: str = "Paris is the capital of France."
+) -> Schema:
     return Schema(
         "travel",
         [
@@ -176,7 +181,7 @@ async def test_modular_union_members_share_their_start_and_reuse_the_rest(engine
     assert paris.start == tokyo.start
     for doc in (paris, tokyo):
         async with await cache.context(ask(Select("tools"), Select(doc.path[0]))) as ctx:
-            at = dict(zip(ctx.positions, ctx.tokens))
+            at = dict(zip(ctx.positions, ctx.tokens, strict=True))
             assert [at[p] for p in doc.positions] == list(doc.tokens)
     assert cache.stats.hits == 2 and cache.stats.misses == 4  # schema text and tools reused
     with pytest.raises(PMLError, match="union"):
@@ -296,6 +301,26 @@ async def test_lru_eviction_under_a_small_budget(engine: Engine) -> None:
     assert engine.pool.num_used == 0
 
 
+async def test_prefix_chains_evict_leaves_first_and_stay_exact(engine: Engine) -> None:
+    probe = PromptCache(engine)
+    probe.register(travel("prefix"))
+    await cached_logits(probe, TOKYO_TRIP)
+    budget = probe.store.nbytes  # one full chain
+    probe.clear()
+    cache = PromptCache(engine, memory_bytes=budget)
+    cache.register(travel("prefix"))
+    prompts = [TOKYO_TRIP, ask(Select("doc-paris")), ask(Select("tools")), TOKYO_TRIP]
+    for prompt in prompts:
+        logits = await cached_logits(cache, prompt)
+        full = await full_prefill(engine, *cache.plan(prompt).flatten())
+        assert max_diff(logits, full[-len(logits) :]) < TOL
+        entries = {e.key: e for e in cache.store.entries}
+        assert all(e.parent is None or e.parent in entries for e in entries.values())
+    assert cache.stats.evictions >= 1 and cache.store.nbytes <= budget
+    cache.clear()
+    assert engine.pool.num_used == 0
+
+
 async def test_changed_text_or_model_never_serves_stale_kv(
     tiny: LoadedModel, tmp_path: Path
 ) -> None:
@@ -335,7 +360,8 @@ async def test_corrupt_or_mismatched_files_are_skipped_with_a_warning(
     assert len(caught) == 2 and cache.store.stats.disk_errors == 2
     assert cache.stats.disk_loads == 1  # only the schema's own text was valid
     cache.clear()
-    assert max_diff(await cached_logits(cache, ask(Select("doc-paris"), Select("tools"))), expected) < TOL
+    again = await cached_logits(cache, ask(Select("doc-paris"), Select("tools")))
+    assert cache.stats.disk_loads == 4 and max_diff(again, expected) < TOL  # files rewritten
 
 
 async def test_two_caches_on_one_engine_keep_apart(engine: Engine) -> None:
@@ -410,3 +436,21 @@ async def test_pages_return_once_contexts_are_released_and_the_cache_cleared(
         assert fresh.stats.disk_loads == 4
         fresh.clear()
     assert engine.pool.num_used == before and engine.export_names() == []
+
+
+@pytest.mark.parametrize("encoding", ["prefix", "modular"])
+async def test_pool_exhaustion_is_raised_plainly_and_leaks_nothing(
+    tiny: LoadedModel, encoding: Encoding
+) -> None:
+    engine = Engine.from_loaded(tiny, num_pages=12, page_size=4)
+    cache = PromptCache(engine)
+    cache.register(travel(encoding))
+    with pytest.raises(PoolExhaustedError):
+        await cache.context(TOKYO_TRIP)
+    cache.clear()
+    assert engine.pool.num_used == 0 and engine.export_names() == []
+
+
+def test_the_package_imports_without_torch() -> None:
+    code = "import sys, asynclm.promptcache as p; p.Prompt; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,34 @@
+"""Constrained decoding of a whole agent turn, for models not fine-tuned on CML.
+
+The grammar makes the model write one or more call blocks with ids `c1, c2, ...` (only known
+tools, their parameters, literals of the right types — see `asynclm.cml.grammar`), then a trap,
+then a plain-text answer. Interrupts injected by the runtime are not part of the grammar: they
+are prefilled, not sampled, so the matcher never sees them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from asynclm.agent.tool import Tool
+from asynclm.cml.grammar import call_grammar
+from asynclm.cml.tokens import CALL, END, HEAD, TRAP
+
+DEFAULT_MAX_CALLS = 8
+
+
+def turn_grammar(tools: Iterable[Tool], *, max_calls: int | None = None) -> str:
+    """EBNF of a turn: calls `c1..cN` (1 <= N <= max_calls), `[TRAP][END]`, an answer."""
+    specs = [{"name": t.name, "parameters": t.parameters} for t in tools]
+    if not specs:
+        raise ValueError("a constrained turn needs at least one tool")
+    n = max_calls or DEFAULT_MAX_CALLS
+    if n < 1:
+        raise ValueError(f"max_calls must be >= 1, got {n}")
+    body = call_grammar(specs).replace("root ::=", "call_block ::=", 1)
+    rules = ["root ::= call_1"]
+    for k in range(1, n + 1):
+        after = f"(call_{k + 1} | turn_end)" if k < n else "turn_end"
+        rules.append(f'call_{k} ::= ws "{CALL} c{k} {HEAD} " call " {END}" {after}')
+    rules += [f'turn_end ::= ws "{TRAP}{END}" answer', 'ws ::= [ \\n]?', 'answer ::= [^\\[]*']
+    return "\n".join(rules) + "\n" + body
