@@ -236,11 +236,12 @@ async def test_json_output_accepts_schema_text_and_reports_unfinished_json(engin
 
 
 # ---- isolation -------------------------------------------------------------------------------
-async def _save(runtime: Runtime, name: str = "secret") -> None:
+async def _save(runtime: Runtime, name: str = "secret") -> list[str]:
     async with runtime.context() as ctx:
         ctx.append("a private prefix of this inferlet")
         await ctx.flush()
         ctx.save(name)
+    return runtime.exports()
 
 
 async def _open_and_generate(runtime: Runtime, name: str = "secret") -> str:
@@ -250,7 +251,8 @@ async def _open_and_generate(runtime: Runtime, name: str = "secret") -> str:
 
 
 async def test_an_inferlet_cannot_open_another_inferlets_export(engine: Engine) -> None:
-    await run_inferlet(engine, _save, name="owner", keep_exports=True)
+    assert await run_inferlet(engine, _save, name="owner", keep_exports=True) == ["secret"]
+    assert engine.export_names() == []  # not in the root scope either
     with pytest.raises(KeyError, match="no export named 'secret' is visible here"):
         await run_inferlet(engine, _open_and_generate, name="intruder")
     with pytest.raises(KeyError, match="no export named 'secret' is visible here"):
@@ -266,6 +268,8 @@ async def test_an_inferlet_opens_an_export_shared_with_it(engine: Engine) -> Non
         ctx.save("manual")
     text = await run_inferlet(engine, _open_and_generate, {"name": "manual"}, shared=["manual"])
     assert isinstance(text, str) and text
+    assert await run_inferlet(engine, _list_exports, shared=["manual"]) == ["manual"]
+    assert await run_inferlet(engine, _list_exports) == []
     with pytest.raises(KeyError, match="'manual'"):
         await run_inferlet(engine, _open_and_generate, {"name": "manual"})
     assert engine.export_names() == ["manual"]  # an inferlet's clean-up keeps shared exports
@@ -273,9 +277,14 @@ async def test_an_inferlet_opens_an_export_shared_with_it(engine: Engine) -> Non
     assert engine.pool.num_used == 0
 
 
+async def _list_exports(runtime: Runtime) -> list[str]:
+    return runtime.exports()
+
+
 async def test_exports_of_an_inferlet_are_dropped_when_it_ends(engine: Engine) -> None:
-    await run_inferlet(engine, _save)
-    assert engine.pool.num_used == 0 and not engine._exports
+    assert await run_inferlet(engine, _save, name="short-lived") == ["secret"]
+    assert not engine.has_export("secret", engine.scope("short-lived"))
+    assert engine.pool.num_used == 0
 
 
 # ---- quotas ----------------------------------------------------------------------------------
