@@ -72,8 +72,8 @@ async def main(
         system: the system message ("" for none).
 
     Returns:
-        `{"text", "tokens", "logprob", "score", "hypotheses": [{"text", "logprob", "score",
-        "finished"}, ...]}` (hypotheses best first).
+        `{"text", "tokens", "logprob", "score", "hypotheses": [{"text", "tokens", "logprob",
+        "score", "finished"}, ...]}` (hypotheses best first).
     """
     if width < 1 or max_tokens < 1:
         raise ValueError(f"width and max_tokens must be >= 1, got {width} and {max_tokens}")
@@ -179,6 +179,7 @@ def _report(runtime: Runtime, hypotheses: list[Beam], length_penalty: float) -> 
     rows = [
         {
             "text": runtime.tokenizer.decode(b.tokens),
+            "tokens": b.tokens,
             "logprob": b.logprob,
             "score": b.score(length_penalty),
             "finished": b.finished,

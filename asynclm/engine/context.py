@@ -186,8 +186,10 @@ class Context:
         return gen
 
     async def _step_logits(self) -> Tensor:
-        if not self._pending:  # e.g. the first step after a flush: recompute the last token's row
-            raise RuntimeError("nothing to compute: the context has no pending tokens")
+        if not self._pending:  # e.g. right after a flush: recompute the last token for its logits
+            last, pos = self._seq.tokens[-1], self._seq.positions[-1]
+            self._seq.truncate(self.engine.pool, self._seq.num_tokens - 1)
+            self._pending, self._pending_pos = [last], [pos]
         logits = await self._submit("last")
         assert logits is not None  # "last" of a non-empty request always yields one row
         return logits

@@ -142,6 +142,12 @@ class Engine:
             raise KeyError(f"no export named {name!r}")
         export.table.release(self.pool)
 
+    def drop_scope_exports(self, scope: Scope) -> None:
+        """Drop every export a child scope made itself (not the ones shared with it)."""
+        prefix = scope.name + "\x00"
+        for key in [k for k in self._exports if scope.name and k.startswith(prefix)]:
+            self._exports.pop(key).table.release(self.pool)
+
     def export_kv(self, name: str) -> tuple[list[int], list[int], torch.Tensor]:
         """An export's tokens, positions and K/V `[layers, 2, n, kv_heads, head_dim]` (a copy)."""
         export = self._get_export(self.root_scope, name)
@@ -177,11 +183,15 @@ class Engine:
             self._grammars = None
 
     def grammar(self, *, ebnf: str | None = None, json_schema: str | dict | None = None,
-                regex: str | None = None) -> Grammar:
-        """Compile a grammar for `generate(constrain=...)` (cached by its text)."""
+                regex: str | None = None, any_whitespace: bool = True) -> Grammar:
+        """Compile a grammar for `generate(constrain=...)` (cached by its text).
+
+        `any_whitespace=False` makes JSON-schema grammars compact (no free whitespace).
+        """
         if self._grammars is None:
             self._grammars = GrammarCompiler(self.tokenizer, self.config.vocab_size)
-        return self._grammars.compile(ebnf=ebnf, json_schema=json_schema, regex=regex)
+        return self._grammars.compile(ebnf=ebnf, json_schema=json_schema, regex=regex,
+                                      any_whitespace=any_whitespace)
 
     def __repr__(self) -> str:
         return (f"Engine({self.name!r}, pages={self.pool.num_used}/{self.pool.num_pages} used, "

@@ -109,7 +109,9 @@ class Generation:
         self.tokens.append(token)
         delta = self._decoder.push(token)
         reason = self._finish_reason_after(token, delta)
-        if reason is not None:
+        if reason == "eos":  # the end-of-turn token is in the context, not in the text
+            delta = ""
+        elif reason is not None:
             delta += self._decoder.flush() if reason != "stop" else ""
         self.text += delta
         if reason is not None:

@@ -56,29 +56,32 @@ class GrammarCompiler:
         )
         self._compiler = xgr.GrammarCompiler(info)
         self._vocab_size = vocab_size
-        self._cache: dict[tuple[str, str], Grammar] = {}
+        self._cache: dict[tuple[str, str, bool], Grammar] = {}
 
     def compile(self, *, ebnf: str | None = None, json_schema: str | dict | None = None,
-                regex: str | None = None) -> Grammar:
-        """Compile exactly one of: an EBNF grammar (root rule `root`), a JSON schema, a regex."""
+                regex: str | None = None, any_whitespace: bool = True) -> Grammar:
+        """Compile exactly one of: an EBNF grammar (root rule `root`), a JSON schema, a regex.
+
+        JSON-schema properties keep their order; `any_whitespace=False` forbids free whitespace.
+        """
         import json
 
         given = [(k, v) for k, v in (("ebnf", ebnf), ("json", json_schema), ("regex", regex)) if v is not None]
         if len(given) != 1:
             raise GrammarError("give exactly one of ebnf=, json_schema=, regex=")
         kind, source = given[0]
-        text = json.dumps(source, sort_keys=True) if isinstance(source, dict) else str(source)
-        key = (kind, text)
+        text = json.dumps(source) if isinstance(source, dict) else str(source)
+        key = (kind, text, any_whitespace)
         if key not in self._cache:
-            self._cache[key] = Grammar(self._compile(kind, text), self._vocab_size)
+            self._cache[key] = Grammar(self._compile(kind, text, any_whitespace), self._vocab_size)
         return self._cache[key]
 
-    def _compile(self, kind: str, text: str) -> Any:
+    def _compile(self, kind: str, text: str, any_whitespace: bool) -> Any:
         try:
             if kind == "ebnf":
                 return self._compiler.compile_grammar(text)
             if kind == "json":
-                return self._compiler.compile_json_schema(text)
+                return self._compiler.compile_json_schema(text, any_whitespace=any_whitespace)
             return self._compiler.compile_grammar(self._xgr.Grammar.from_regex(text))
         except Exception as e:  # xgrammar raises RuntimeError/ValueError with its own message
             raise GrammarError(f"invalid {kind} grammar: {e}") from e

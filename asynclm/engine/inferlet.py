@@ -12,6 +12,7 @@ import ast
 import importlib.util
 import inspect
 import itertools
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from asynclm.engine.grammar import Grammar
 from asynclm.engine.sampling import Sampler
 from asynclm.engine.scope import Quota, QuotaExceededError, Scope
 from asynclm.engine.tokenizer import Tokenizer
+
+if sys.version_info < (3, 11):  # pragma: no cover - depends on the interpreter
+    from exceptiongroup import BaseExceptionGroup
 
 InferletMain = Callable[..., Awaitable[Any]]
 _names = itertools.count(1)
@@ -105,9 +109,17 @@ def load_inferlet(source: str | Path) -> InferletMain:
         if spec is None or spec.loader is None:
             raise InferletError(f"cannot load {path}")
         module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        sys.modules[spec.name] = module  # dataclasses and pickling look modules up here
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(spec.name, None)
+            raise
     else:
-        module = importlib.import_module(str(source))
+        try:
+            module = importlib.import_module(str(source))
+        except ModuleNotFoundError as e:
+            raise InferletError(f"no inferlet file or module {source!r}") from e
     main = getattr(module, "main", None)
     if main is None or not inspect.iscoroutinefunction(main):
         raise InferletError(f"{source} must define `async def main(runtime, **args)`")
@@ -144,16 +156,25 @@ async def run_inferlet(
             raise QuotaExceededError(
                 f"inferlet {scope.name!r}: wall-time quota of {quota.max_seconds:g} s exceeded"
             ) from None
+    except BaseExceptionGroup as group:  # a quota hit inside the inferlet's own task group
+        quota_errors = group.subgroup(QuotaExceededError)
+        if quota_errors is not None and quota_errors.exceptions and group.subgroup(
+                lambda e: not isinstance(e, (QuotaExceededError, anyio.get_cancelled_exc_class()))) is None:
+            raise _first_leaf(quota_errors) from group
+        raise
     finally:
         _clean_up(engine, scope, keep_exports)
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _clean_up(engine: Engine, scope: Scope, keep_exports: bool) -> None:
     scope.release_all(engine.pool)
     if not keep_exports:
-        for export in engine.export_names(scope):
-            if export not in scope.shared:
-                engine.drop_export(export, scope)
+        engine.drop_scope_exports(scope)
 
 
 async def run_many(

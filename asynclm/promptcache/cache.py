@@ -181,6 +181,8 @@ class PromptCache:
 
         Raises:
             PMLError: As `plan`, before any K/V is touched.
+            PoolExhaustedError: The engine's KV pool cannot hold the prompt; the context is
+                released (modules computed before stay cached).
         """
         plan = self.plan(prompt)
         self.store.trim()  # contexts released since the last request may have unpinned entries

@@ -17,6 +17,7 @@ import torch
 
 import asynclm.inferlets
 from asynclm.engine.engine import Engine
+from asynclm.engine.generation import GenerationResult
 from asynclm.engine.inferlet import (
     InferletError,
     Runtime,
@@ -63,7 +64,9 @@ def chat_prompt(engine: Engine, prompt: str = PROMPT, system: str = SYSTEM) -> l
     return tokens
 
 
-async def generate_alone(engine: Engine, tokens: list[int], n: int, sampler: Sampler | None = None):
+async def generate_alone(
+    engine: Engine, tokens: list[int], n: int, sampler: Sampler | None = None
+) -> GenerationResult:
     async with engine.context() as ctx:
         ctx.append(tokens)
         return await ctx.generate(sampler, max_tokens=n).collect()
@@ -136,11 +139,14 @@ async def test_beam_search_scores_are_the_models_log_probabilities(engine: Engin
     result = await run(
         engine, "beam_search", prompt=PROMPT, width=4, max_tokens=6, length_penalty=1.0
     )
-    scores = [h["score"] for h in result["hypotheses"]]
+    hypotheses = result["hypotheses"]
+    scores = [h["score"] for h in hypotheses]
     assert scores == sorted(scores, reverse=True) and len(scores) == 4
-    assert result["logprob"] == pytest.approx(await logprob_of(engine, result["tokens"]), abs=1e-3)
-    greedy = await run(engine, "beam_search", prompt=PROMPT, width=1, max_tokens=6)
-    assert result["logprob"] >= greedy["logprob"] - 1e-4  # a wider beam never finds worse
+    assert len({tuple(h["tokens"]) for h in hypotheses}) == 4  # distinct beams
+    assert result["tokens"] == hypotheses[0]["tokens"]
+    for h in hypotheses:
+        assert h["logprob"] == pytest.approx(await logprob_of(engine, h["tokens"]), abs=1e-3)
+        assert h["score"] == pytest.approx(h["logprob"] / len(h["tokens"]))
 
 
 async def logprob_of(engine: Engine, answer: list[int], prompt: list[int] | None = None) -> float:
