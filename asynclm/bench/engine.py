@@ -53,7 +53,8 @@ def hf_twin(engine: Any) -> Any:
     hf_cfg._attn_implementation = "sdpa"
     with torch.device("meta"):
         model = LlamaForCausalLM(hf_cfg)
-    state = to_hf_state_dict(cfg, {k: v.detach() for k, v in engine.model.state_dict().items()})
+    # contiguous copies: transformers runs with weights laid out as it loads them itself
+    state = to_hf_state_dict(cfg, {k: v.detach().contiguous() for k, v in engine.model.state_dict().items()})
     model.load_state_dict(state, strict=False, assign=True)
     if cfg.tie_embeddings:
         model.tie_weights()

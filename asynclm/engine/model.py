@@ -58,21 +58,42 @@ def causal_mask(n: int, kv_len: int, device: torch.device | str = "cpu") -> Tens
 
 
 class Linear(nn.Linear):
-    """`nn.Linear` with an optional low-precision copy of the weight for small batches.
+    """`nn.Linear` that can run on weights pre-packed for oneDNN on CPU.
 
-    Decoding one token per sequence is bound by memory bandwidth: reading a half-precision copy
-    of the weights is about twice as fast on CPU, while prefill (compute bound) keeps fp32.
+    On CPU, a weight reordered once into oneDNN's blocked layout streams much faster than
+    `F.linear` on the plain layout, above all for the few rows of decoding (~1.6x) and still for
+    prefill. The plain `weight` is kept (state dicts, adapters, other devices). An optional
+    half-precision copy serves batches of at most `decode_rows` tokens (opt-in, approximate).
     """
 
-    decode_weight: Tensor | None = None
+    packed: Tensor | None = None
+    decode_weight: Tensor | None = None  # [in, out] in a low precision
     decode_rows: int = 0
+
+    def pack(self) -> bool:
+        """Reorder the weight for oneDNN; False (and nothing changed) where that is unavailable."""
+        if self.weight.device.type != "cpu" or self.weight.dtype != torch.float32:
+            return False
+        try:
+            packed = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), _PACK_ROWS_HINT)
+            probe = torch.zeros(1, self.in_features)
+            torch.ops.mkldnn._linear_pointwise(probe, packed, None, "none", [], "")
+        except (RuntimeError, AttributeError, NotImplementedError):
+            return False
+        self.packed = packed
+        return True
 
     def forward(self, x: Tensor) -> Tensor:
         w = self.decode_weight
         if w is not None and x.shape[0] <= self.decode_rows:
-            bias = self.bias.to(w.dtype) if self.bias is not None else None
-            return F.linear(x.to(w.dtype), w, bias).to(x.dtype)
+            out = x.to(w.dtype) @ w
+            return (out if self.bias is None else out + self.bias.to(w.dtype)).to(x.dtype)
+        if self.packed is not None and x.dtype == torch.float32:
+            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
+
+
+_PACK_ROWS_HINT = 8  # oneDNN picks its blocking for about this many rows; any count works
 
 
 class RMSNorm(nn.Module):
@@ -231,8 +252,19 @@ class Transformer(nn.Module):
         (None removes the copies). Trades a small logit change for faster decoding."""
         for module in self.modules():
             if isinstance(module, Linear):
-                module.decode_weight = None if dtype is None else module.weight.detach().to(dtype)
+                w = module.weight.detach().t()
+                module.decode_weight = None if dtype is None else w.to(dtype).contiguous()
                 module.decode_rows = max_rows
+
+    def pack_weights(self) -> bool:
+        """Pre-pack every linear layer for oneDNN (CPU, fp32); True if all were packed."""
+        results = [m.pack() for m in self.modules() if isinstance(m, Linear)]
+        return bool(results) and all(results)
+
+    def unpack_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, Linear):
+                module.packed = None
 
     def resize_vocab(self, size: int) -> None:
         """Grow the vocabulary; new embedding (and output) rows start as the mean row."""
@@ -245,6 +277,8 @@ class Transformer(nn.Module):
             else:
                 self.output.weight = nn.Parameter(_grow(self.output.weight, size), requires_grad=False)
         self.config = replace(self.config, vocab_size=size)
+        if self.output.packed is not None:
+            self.output.pack()
 
     @property
     def device(self) -> torch.device:

@@ -32,7 +32,7 @@ def hf_twin(loaded: LoadedModel):
         max_position_embeddings=cfg.max_position, tie_word_embeddings=cfg.tie_embeddings,
     )
     model = LlamaForCausalLM(hf_cfg).eval()
-    state = to_hf_state_dict(cfg, {k: v.detach().clone() for k, v in loaded.model.state_dict().items()})
+    state = to_hf_state_dict(cfg, {k: v.detach().contiguous().clone() for k, v in loaded.model.state_dict().items()})
     model.load_state_dict(state, strict=False)
     return model
 
