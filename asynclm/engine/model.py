@@ -61,13 +61,13 @@ class Linear(nn.Linear):
     """`nn.Linear` that can run on weights pre-packed for oneDNN on CPU.
 
     On CPU, a weight reordered once into oneDNN's blocked layout streams much faster than
-    `F.linear` on the plain layout, above all for the few rows of decoding (~1.6x) and still for
-    prefill. The plain `weight` is kept (state dicts, adapters, other devices). An optional
+    `F.linear` on the plain layout for the few rows of decoding (~1.6x); long prefill chunks use
+    the plain layout, which is as fast there. The plain `weight` is kept (state dicts, adapters, other devices). An optional
     half-precision copy serves batches of at most `decode_rows` tokens (opt-in, approximate).
     """
 
     packed: Tensor | None = None
-    decode_weight: Tensor | None = None  # [in, out] in a low precision
+    decode_weight: Tensor | None = None  # the weight in a low precision
     decode_rows: int = 0
 
     def pack(self) -> bool:
@@ -83,17 +83,28 @@ class Linear(nn.Linear):
         self.packed = packed
         return True
 
+    def forward_parts(self, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:
+        """The outputs of a fused weight's row blocks (q/k/v, gate/up), each on its own.
+
+        Long inputs multiply each block separately (faster GEMMs, no split copies); short ones
+        use the fused (packed) weight and split its output.
+        """
+        if x.shape[0] <= _PACKED_MAX_ROWS or self.bias is not None:
+            return tuple(self(x).split(sizes, dim=-1))
+        return tuple(F.linear(x, w) for w in self.weight.split(sizes))
+
     def forward(self, x: Tensor) -> Tensor:
         w = self.decode_weight
         if w is not None and x.shape[0] <= self.decode_rows:
-            out = x.to(w.dtype) @ w
-            return (out if self.bias is None else out + self.bias.to(w.dtype)).to(x.dtype)
-        if self.packed is not None and x.dtype == torch.float32:
+            bias = None if self.bias is None else self.bias.to(w.dtype)
+            return F.linear(x.to(w.dtype), w, bias).to(x.dtype)
+        if self.packed is not None and x.shape[0] <= _PACKED_MAX_ROWS and x.dtype == torch.float32:
             return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
 
 
 _PACK_ROWS_HINT = 8  # oneDNN picks its blocking for about this many rows; any count works
+_PACKED_MAX_ROWS = 128  # above this, plain GEMM on the original layout is as fast or faster
 
 
 class RMSNorm(nn.Module):
@@ -153,7 +164,7 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, cos: Tensor, sin: Tensor, batch: BatchMeta, kv: KVCache) -> Tensor:
         t = x.shape[0]
-        q, k, v = self.wqkv(x).split(self.split, dim=-1)
+        q, k, v = self.wqkv.forward_parts(x, self.split)
         q = apply_rope(q.view(t, self.num_heads, self.head_dim), cos, sin)
         k = apply_rope(k.view(t, self.num_kv_heads, self.head_dim), cos, sin)
         v = v.view(t, self.num_kv_heads, self.head_dim)
@@ -197,9 +208,10 @@ class FeedForward(nn.Module):
         super().__init__()
         self.w13 = Linear(cfg.hidden_size, 2 * cfg.intermediate_size, bias=False)
         self.w2 = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.split = (cfg.intermediate_size, cfg.intermediate_size)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.w13(x).chunk(2, dim=-1)
+        gate, up = self.w13.forward_parts(x, self.split)
         return self.w2(F.silu(gate) * up)
 
 
@@ -252,7 +264,7 @@ class Transformer(nn.Module):
         (None removes the copies). Trades a small logit change for faster decoding."""
         for module in self.modules():
             if isinstance(module, Linear):
-                w = module.weight.detach().t()
+                w = module.weight.detach()
                 module.decode_weight = None if dtype is None else w.to(dtype).contiguous()
                 module.decode_rows = max_rows
 
