@@ -47,6 +47,7 @@ class Usage:
     generated_tokens: int = 0
     injected_tokens: int = 0
     interrupts: int = 0
+    inject_seconds: float = 0.0  # runtime work spent injecting (encoding, bookkeeping)
 
 
 @dataclass(frozen=True, slots=True)

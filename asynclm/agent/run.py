@@ -56,6 +56,7 @@ class AgentRun:
         self.agent = agent
         self.prompt = prompt
         self.mode = mode
+        self._constraint = agent._make_constraint()
         self.trace = Trace(f"agent-{mode}")
         self.usage = Usage()
         self.calls: list[CallRecord] = []
@@ -72,7 +73,6 @@ class AgentRun:
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[Injection](math.inf)
         self._events_send, self._events = anyio.create_memory_object_stream[AgentEvent](math.inf)
         self._ctx: Context | None = None
-        self._constraint = agent._make_constraint()
         self._started = time.perf_counter()
         self._result: RunResult | None = None
 
@@ -262,6 +262,7 @@ class AgentRun:
 
     def _inject(self, items: list[Injection]) -> None:
         assert self._ctx is not None  # injections happen only while the context is live
+        started = time.perf_counter()
         text = "".join(format_interrupt(i.call_id, i.value) for i in items)
         tokens = self.agent.engine.tokenizer.encode(text)
         self._ctx.append(tokens)
@@ -277,6 +278,7 @@ class AgentRun:
                 item.record.injected_at = now
             self.trace.instant("interrupt", category="interrupt", call_id=item.call_id, tokens=len(tokens))
             self._events_send.send_nowait(InterruptInjected(item.call_id, item.value, len(tokens), now))
+        self.usage.inject_seconds += time.perf_counter() - started
 
     # ---- helpers -----------------------------------------------------------------------------
     def _outstanding(self) -> bool:

@@ -119,7 +119,7 @@ class Generation:
         return Step(token, delta, len(self.tokens) - 1, reason)
 
     def _sample(self, logits: torch.Tensor) -> int:
-        row = logits[-1].clone()
+        row = logits[-1]  # this step's own tensor: masking in place is safe
         ban_tokens(row, self._ban)
         if self._constraint is not None:
             self._constraint.mask(row)
