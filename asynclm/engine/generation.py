@@ -118,6 +118,7 @@ class Generation:
             self._end(reason)
         return Step(token, delta, len(self.tokens) - 1, reason)
 
+    @torch.inference_mode()
     def _sample(self, logits: torch.Tensor) -> int:
         row = logits[-1]  # this step's own tensor: masking in place is safe
         ban_tokens(row, self._ban)
