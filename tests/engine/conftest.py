@@ -6,12 +6,7 @@ import pytest
 import torch
 
 from asynclm.engine.engine import Engine
-from asynclm.engine.loader import LoadedModel, load_model, to_hf_state_dict
-
-
-@pytest.fixture(scope="session")
-def tiny() -> LoadedModel:
-    return load_model("tiny")
+from asynclm.engine.loader import LoadedModel, to_hf_state_dict
 
 
 @pytest.fixture
