@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import anyio
 
 from asynclm.agent.guard import AllOf, ForgeryGuard
-from asynclm.agent.prompting import system_prompt
+from asynclm.agent.prompting import system_modules
 from asynclm.agent.result import MODES, Mode, RunResult, Usage
 from asynclm.agent.run import AgentRun
 from asynclm.agent.tool import Tool, tool
@@ -18,8 +19,11 @@ from asynclm.cml.tokens import INTR
 from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
 from asynclm.engine.sampling import Sampler
+from asynclm.promptcache.cache import PromptCache
+from asynclm.promptcache.schema import Module, Prompt, Schema, Select, User
 
 _ENGINES: dict[tuple[str, str | None], Engine] = {}
+_PROMPT_CACHES: weakref.WeakKeyDictionary[Engine, PromptCache] = weakref.WeakKeyDictionary()
 
 
 def shared_engine(model: str, adapter: str | None = None) -> Engine:
@@ -83,7 +87,8 @@ class Agent:
         self._model = model
         self._adapter = adapter
         self._engine: Engine | None = model if isinstance(model, Engine) else None
-        self.system = system_prompt(built, system, example=example)
+        self._system_parts = system_modules(built, system, example=example)
+        self.system = "".join(text for _, text in self._system_parts)
         self.sampler = sampler or Sampler()
         self.max_tokens = max_tokens
         self.tool_timeout = tool_timeout
@@ -91,7 +96,6 @@ class Agent:
         self._extra_constraint = constraint
         self.constrained = constrained
         self.max_calls = max_calls
-        self._system_lock: anyio.Lock | None = None
         self._banned_ids: list[int] | None = None
         self._guard_ready = False
 
@@ -116,31 +120,46 @@ class Agent:
             constraints.append(self._extra_constraint(self))
         return AllOf(constraints)
 
+    # ---- the system prompt: Prompt Cache modules -------------------------------------------
     @property
-    def _system_export(self) -> str:
-        digest = hashlib.sha256(self.system.encode()).hexdigest()[:16]
-        return f"asynclm-agent-system-{digest}"
+    def prompt_cache(self) -> PromptCache:
+        """The engine's Prompt Cache (shared by every agent on the engine)."""
+        engine = self.engine
+        cache = _PROMPT_CACHES.get(engine)
+        if cache is None:
+            cache = _PROMPT_CACHES[engine] = PromptCache(engine)
+        return cache
 
-    async def _ensure_system(self) -> str:
-        """Compute the system prompt's K/V once; every run reuses it (no recompute)."""
-        engine, name = self.engine, self._system_export
-        if self._system_lock is None:
-            self._system_lock = anyio.Lock()
-        async with self._system_lock:
-            if not engine.has_export(name):
-                async with engine.context() as ctx:
-                    ctx.system(self.system)
-                    await ctx.flush()
-                    ctx.save(name, overwrite=True)
-        return name
+    def _schema(self) -> tuple[str, list[Select]]:
+        """Register the system prompt (once per cache) as a prefix-encoded PML schema."""
+        parts = self._system_parts
+        digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+        name = f"agent-{digest}"
+        cache = self.prompt_cache
+        if name not in cache.schemas:
+            # The role's opening goes into the first module and its closing into a last one, so
+            # that a module's K/V depends only on what comes before it (prefix reuse across
+            # agents whose prompts share a beginning).
+            chat = self.engine.tokenizer.chat
+            texts = [text for _, text in parts]
+            texts[0] = chat.begin + chat.role_prefix("system") + texts[0]
+            modules = [Module(part, [text]) for (part, _), text in zip(parts, texts)]
+            modules.append(Module("system.end", [chat.role_suffix("system")]))
+            cache.register(Schema(name, modules, encoding="prefix"))
+        return name, [Select(part) for part, _ in parts] + [Select("system.end")]
+
+    async def warm(self) -> None:
+        """Compute the system prompt's K/V now (runs reuse it; nothing is recomputed)."""
+        name, selections = self._schema()
+        ctx = await self.prompt_cache.context(Prompt(name, selections))
+        ctx.release()
 
     @asynccontextmanager
     async def _context_for(self, prompt: str, usage: Usage) -> AsyncIterator[Context]:
-        name = await self._ensure_system()
-        ctx = Context.open(self.engine, name)
+        name, selections = self._schema()
+        ctx = await self.prompt_cache.context(Prompt(name, selections, [User([prompt])]))
         try:
             usage.cached_prompt_tokens = ctx.num_cached
-            ctx.user(prompt)
             ctx.assistant()
             usage.prompt_tokens = ctx.num_tokens - ctx.num_cached
             yield ctx

@@ -42,10 +42,21 @@ def _type_name(spec: dict) -> str:
 
 def system_prompt(tools: Sequence[Tool], instructions: str | None = None, *, example: bool = True) -> str:
     """The full system prompt text of an agent."""
-    parts = [instructions.strip()] if instructions else []
-    if tools:
-        parts.append(PROTOCOL)
-        parts.append("Tools:\n" + "\n".join(describe_tool(t) for t in tools))
-        if example:
-            parts.append(EXAMPLE)
-    return "\n\n".join(parts) if parts else "You are a helpful assistant."
+    return "".join(text for _, text in system_modules(tools, instructions, example=example))
+
+
+def system_modules(tools: Sequence[Tool], instructions: str | None = None, *,
+                   example: bool = True) -> list[tuple[str, str]]:
+    """The system prompt as named parts: instructions + protocol, one per tool, the example.
+
+    Prompt Cache keeps each part's K/V, so agents sharing instructions and leading tools share
+    that cached prefix.
+    """
+    if not tools:
+        return [("instructions", instructions.strip() if instructions else "You are a helpful assistant.")]
+    head = [instructions.strip()] if instructions else []
+    parts = [("instructions", "\n\n".join([*head, PROTOCOL, "Tools:\n"]))]
+    parts += [(f"tool.{i}.{t.name}", describe_tool(t) + "\n") for i, t in enumerate(tools)]
+    if example:
+        parts.append(("example", "\n" + EXAMPLE))
+    return parts

@@ -145,7 +145,7 @@ async def run_once(task: Task, mode: str, timing: Any, text_markers: bool = Fals
     if not text_markers:  # as a CML-tuned model has them
         engine.add_special_tokens(MARKERS)
     agent = Agent(make_tools(task), model=engine, mode=mode, max_tokens=2000)  # type: ignore[arg-type]
-    await agent._ensure_system()  # the system prompt is cached before the clock starts
+    await agent.warm()  # the system prompt is cached before the clock starts
     result = await agent.run(task.prompt)
     return result, engine
 

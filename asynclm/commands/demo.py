@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
                   max_calls=3 if constrained else None, max_tokens=args.max_tokens)
     print(f"model: {args.model}{' + ' + args.adapter if args.adapter else ' (constrained decoding)'}")
     print(f"task:  {args.prompt}\n")
-    anyio.run(agent._ensure_system)  # the system prompt is computed once, outside the timings
+    anyio.run(agent.warm)  # the system prompt is computed once, outside the timings
     results = {}
     for mode in ("sync", "async"):
         result = agent.run_sync(args.prompt, mode=mode)

@@ -209,7 +209,7 @@ async def test_cancelling_a_run_cancels_its_tools_and_frees_everything() -> None
                 break
     assert cancelled.is_set()
     system_pages = engine.pool.num_used
-    engine.drop_export(agent._system_export)
+    agent.prompt_cache.clear()
     assert system_pages > 0 and engine.pool.num_used == 0
     assert engine.scheduler.num_pending == 0
 
@@ -235,3 +235,19 @@ async def test_bad_agent_configuration_is_reported() -> None:
     slow = sleeper("slow", 0)
     with pytest.raises(ValueError, match="share the name"):
         Agent([slow, slow])
+
+
+async def test_system_prompt_and_tool_docs_come_from_the_prompt_cache() -> None:
+    engine = engine_for("[CALL] a [HEAD] slow() [END]", "[TRAP][END]", "ok")
+    slow, other = sleeper("slow", 0.0), sleeper("other", 0.0)
+    first = Agent([slow], model=engine, system="Be brief.")
+    result = await first.run("question one")
+    assert result.usage.cached_prompt_tokens > 5 * result.usage.prompt_tokens  # only the user turn
+    computed = first.prompt_cache.stats.computed_tokens
+    await first.run("question two")  # nothing of the system prompt is computed again
+    assert first.prompt_cache.stats.computed_tokens == computed
+    # another agent with the same instructions and first tool reuses that cached prefix
+    second = Agent([slow, other], model=engine, system="Be brief.")
+    await second.run("question three")
+    stats = second.prompt_cache.stats
+    assert stats.hits >= 2 and stats.computed_tokens < 2 * computed

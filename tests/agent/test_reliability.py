@@ -97,8 +97,7 @@ async def test_hundred_agents_with_failing_and_slow_tools() -> None:
                 assert f"[INTR] {call.id} [HEAD] error:" in result.transcript
     assert failures == 100 * CALLS_PER_AGENT // 5  # every failure reported, 20% of all calls
     # nothing leaks: KV pages, scheduler queue, tasks
-    for agent in agents[:1]:
-        engine.drop_export(agent._system_export)
+    agents[0].prompt_cache.clear()
     assert engine.pool.num_used == 0
     assert engine.scheduler.num_pending == 0
     others = [t for t in asyncio.all_tasks()
@@ -128,7 +127,7 @@ async def test_agents_on_the_real_tiny_transformer(tiny) -> None:
         assert [c.ok for c in result.calls] == [True, False]
         assert "bad input 10" in (result.calls[1].error or "")
         assert result.output.strip() == "done"
-    engine.drop_export(agents[0]._system_export)
+    agents[0].prompt_cache.clear()
     assert engine.pool.num_used == 0
 
 
