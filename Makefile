@@ -33,9 +33,10 @@ test-real: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy asynclm/__init__.py asynclm/engine/context.py asynclm/engine/engine.py
+	$(PY) -m mypy asynclm
 
 bench-engine: $(STAMP)
 	$(VENV)/bin/asynclm bench engine --json runs/bench_engine.json

@@ -15,7 +15,22 @@ from asynclm.agent.tool import Tool, ToolDefinitionError, ToolError, ToolTimeout
 from asynclm.agent.trace import Trace, summarize
 
 __all__ = [
-    "Agent", "AgentEvent", "CallDispatched", "CallFinished", "CallRecord", "InterruptInjected",
-    "RunResult", "TextDelta", "Tool", "ToolDefinitionError", "ToolError", "ToolTimeoutError",
-    "Trace", "TrapEnded", "TrapStarted", "Usage", "summarize", "tool",
+    "Agent",
+    "AgentEvent",
+    "CallDispatched",
+    "CallFinished",
+    "CallRecord",
+    "InterruptInjected",
+    "RunResult",
+    "TextDelta",
+    "Tool",
+    "ToolDefinitionError",
+    "ToolError",
+    "ToolTimeoutError",
+    "Trace",
+    "TrapEnded",
+    "TrapStarted",
+    "Usage",
+    "summarize",
+    "tool",
 ]

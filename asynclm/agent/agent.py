@@ -18,6 +18,7 @@ from asynclm.agent.tool import Tool, tool
 from asynclm.cml.tokens import INTR
 from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
+from asynclm.engine.grammar import Constraint
 from asynclm.engine.sampling import Sampler
 from asynclm.promptcache.cache import PromptCache
 from asynclm.promptcache.schema import Module, Prompt, Schema, Select, User
@@ -110,12 +111,18 @@ class Agent:
     def _make_constraint(self) -> Any:
         engine = self.engine
         intr = engine.tokenizer.token_id(INTR)
-        self._banned_ids = [intr] if intr is not None and INTR in engine.tokenizer.hf.get_vocab() else None
-        constraints = [ForgeryGuard(engine.tokenizer)]
+        self._banned_ids = (
+            [intr] if intr is not None and INTR in engine.tokenizer.hf.get_vocab() else None
+        )
+        constraints: list[Constraint] = [ForgeryGuard(engine.tokenizer)]
         if self.constrained:
             from asynclm.agent.constrained import turn_grammar
 
-            constraints.append(engine.grammar(ebnf=turn_grammar(self.tools.values(), max_calls=self.max_calls)).matcher())
+            constraints.append(
+                engine.grammar(
+                    ebnf=turn_grammar(self.tools.values(), max_calls=self.max_calls)
+                ).matcher()
+            )
         if self._extra_constraint is not None:
             constraints.append(self._extra_constraint(self))
         return AllOf(constraints)
@@ -143,7 +150,7 @@ class Agent:
             chat = self.engine.tokenizer.chat
             texts = [text for _, text in parts]
             texts[0] = chat.begin + chat.role_prefix("system") + texts[0]
-            modules = [Module(part, [text]) for (part, _), text in zip(parts, texts)]
+            modules = [Module(part, [text]) for (part, _), text in zip(parts, texts, strict=True)]
             modules.append(Module("system.end", [chat.role_suffix("system")]))
             cache.register(Schema(name, modules, encoding="prefix"))
         return name, [Select(part) for part, _ in parts] + [Select("system.end")]

@@ -30,5 +30,5 @@ def turn_grammar(tools: Iterable[Tool], *, max_calls: int | None = None) -> str:
     for k in range(1, n + 1):
         after = f"(call_{k + 1} | turn_end)" if k < n else "turn_end"
         rules.append(f'call_{k} ::= ws "{CALL} c{k} {HEAD} " call " {END}" {after}')
-    rules += [f'turn_end ::= ws "{TRAP}{END}" answer', 'ws ::= [ \\n]?', 'answer ::= [^\\[]*']
+    rules += [f'turn_end ::= ws "{TRAP}{END}" answer', "ws ::= [ \\n]?", "answer ::= [^\\[]*"]
     return "\n".join(rules) + "\n" + body

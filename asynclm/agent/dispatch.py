@@ -18,8 +18,9 @@ class CallRejected(ValueError):
     """A call block that cannot run: unknown tool, bad syntax, invalid arguments, duplicate id."""
 
 
-def resolve_call(tools: Mapping[str, Tool], call_id: str, body: str,
-                 seen_ids: set[str]) -> tuple[Tool, dict[str, Any]]:
+def resolve_call(
+    tools: Mapping[str, Tool], call_id: str, body: str, seen_ids: set[str]
+) -> tuple[Tool, dict[str, Any]]:
     """The tool and validated arguments of a call block, or `CallRejected` with a short reason."""
     if call_id in seen_ids:
         raise CallRejected(f"duplicate call id {call_id!r}; use a new id")
@@ -38,8 +39,14 @@ def resolve_call(tools: Mapping[str, Tool], call_id: str, body: str,
     return tool, arguments
 
 
-async def execute(tool: Tool, record: CallRecord, *, clock: Any, limiter: anyio.CapacityLimiter,
-                  timeout: float | None) -> None:
+async def execute(
+    tool: Tool,
+    record: CallRecord,
+    *,
+    clock: Any,
+    limiter: anyio.CapacityLimiter,
+    timeout: float | None,
+) -> None:
     """Run one call and fill its record (result text or error). Never raises but cancellation."""
     record.started_at = clock()
     try:

@@ -111,8 +111,9 @@ def _draw_events(ax: Any, events: list[TraceEvent], lanes: Sequence[str]) -> Non
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
-def _draw_spans(ax: Any, spans: list[TraceEvent], row: dict[str, int], colour: str,
-                min_width: float) -> None:
+def _draw_spans(
+    ax: Any, spans: list[TraceEvent], row: dict[str, int], colour: str, min_width: float
+) -> None:
     ax.barh(
         [row[s.lane] for s in spans],
         [max(s.duration, min_width) for s in spans],
@@ -126,8 +127,7 @@ def _draw_spans(ax: Any, spans: list[TraceEvent], row: dict[str, int], colour: s
     )
 
 
-def _draw_instants(ax: Any, instants: list[TraceEvent], row: dict[str, int],
-                   colour: str) -> None:
+def _draw_instants(ax: Any, instants: list[TraceEvent], row: dict[str, int], colour: str) -> None:
     is_interrupt = instants[0].category == "interrupt"
     ax.scatter(
         [e.start for e in instants],

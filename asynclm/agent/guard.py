@@ -30,8 +30,11 @@ def token_texts(tokenizer: Tokenizer) -> list[str]:
     """The decoded text of every token id (cached per vocabulary)."""
     key = _vocab_key(tokenizer)
     if key not in _TEXTS:
-        texts = tokenizer.hf.batch_decode([[i] for i in range(tokenizer.vocab_size)],
-                                          skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        texts = tokenizer.hf.batch_decode(
+            [[i] for i in range(tokenizer.vocab_size)],
+            skip_special_tokens=False,
+            clean_up_tokenization_spaces=False,
+        )
         _TEXTS[key] = list(texts)
     return _TEXTS[key]
 
@@ -42,8 +45,10 @@ def _banned_sets(tokenizer: Tokenizer, marker: str) -> list[Tensor]:
     if key not in _BANNED:
         texts = token_texts(tokenizer)
         contains = [i for i, t in enumerate(texts) if marker in t]
-        completes = [[i for i, t in enumerate(texts) if t and t.startswith(marker[k:])]
-                     for k in range(1, len(marker))]
+        completes = [
+            [i for i, t in enumerate(texts) if t and t.startswith(marker[k:])]
+            for k in range(1, len(marker))
+        ]
         _BANNED[key] = [_ids(contains), *(_ids(c) for c in completes)]
     return _BANNED[key]
 

@@ -16,7 +16,9 @@ independent call first, the slowest first, then wait. Answer the user in plain t
 
 EXAMPLE = """Example:
 User: What is 2+3 and 10*4?
-Assistant: [CALL] c1 [HEAD] calculator(expression="2+3") [END] [CALL] c2 [HEAD] calculator(expression="10*4") [END] [TRAP][END][INTR] c1 [HEAD] 5 [END][INTR] c2 [HEAD] 40 [END] 2+3 is 5 and 10*4 is 40."""
+Assistant: [CALL] c1 [HEAD] calculator(expression="2+3") [END] \
+[CALL] c2 [HEAD] calculator(expression="10*4") [END] [TRAP][END]\
+[INTR] c1 [HEAD] 5 [END][INTR] c2 [HEAD] 40 [END] 2+3 is 5 and 10*4 is 40."""
 
 
 def describe_tool(tool: Tool) -> str:
@@ -40,20 +42,28 @@ def _type_name(spec: dict) -> str:
     return str(kind or "any")
 
 
-def system_prompt(tools: Sequence[Tool], instructions: str | None = None, *, example: bool = True) -> str:
+def system_prompt(
+    tools: Sequence[Tool], instructions: str | None = None, *, example: bool = True
+) -> str:
     """The full system prompt text of an agent."""
     return "".join(text for _, text in system_modules(tools, instructions, example=example))
 
 
-def system_modules(tools: Sequence[Tool], instructions: str | None = None, *,
-                   example: bool = True) -> list[tuple[str, str]]:
+def system_modules(
+    tools: Sequence[Tool], instructions: str | None = None, *, example: bool = True
+) -> list[tuple[str, str]]:
     """The system prompt as named parts: instructions + protocol, one per tool, the example.
 
     Prompt Cache keeps each part's K/V, so agents sharing instructions and leading tools share
     that cached prefix.
     """
     if not tools:
-        return [("instructions", instructions.strip() if instructions else "You are a helpful assistant.")]
+        return [
+            (
+                "instructions",
+                instructions.strip() if instructions else "You are a helpful assistant.",
+            )
+        ]
     head = [instructions.strip()] if instructions else []
     parts = [("instructions", "\n\n".join([*head, PROTOCOL, "Tools:\n"]))]
     parts += [(f"tool.{i}.{t.name}", describe_tool(t) + "\n") for i, t in enumerate(tools)]

@@ -109,9 +109,15 @@ class AgentRun:
             self._events_send.close()
             self._inbox_send.close()
         self._result = RunResult(
-            output=self.output.strip(), calls=tuple(self.calls), timeline=self.trace,
-            usage=self.usage, mode=self.mode, elapsed=self._now(), finish_reason=reason,
-            transcript=self.transcript, errors=tuple(self.errors),
+            output=self.output.strip(),
+            calls=tuple(self.calls),
+            timeline=self.trace,
+            usage=self.usage,
+            mode=self.mode,
+            elapsed=self._now(),
+            finish_reason=reason,
+            transcript=self.transcript,
+            errors=tuple(self.errors),
         )
         return self._result
 
@@ -133,8 +139,12 @@ class AgentRun:
         if self._remaining <= 0:
             return "length"
         agent = self.agent
-        gen = self._ctx.generate(agent.sampler, max_tokens=self._remaining,
-                                 constrain=self._constraint, ban=agent._banned_ids)
+        gen = self._ctx.generate(
+            agent.sampler,
+            max_tokens=self._remaining,
+            constrain=self._constraint,
+            ban=agent._banned_ids,
+        )
         span = self.trace.begin("generate", category="decode")
         steps = 0
         try:
@@ -184,7 +194,9 @@ class AgentRun:
         record = CallRecord(event.id, tool.name, arguments, event.body, dispatched_at=self._now())
         self.calls.append(record)
         self.trace.instant("dispatch", category="call", call_id=event.id, tool=tool.name)
-        self._events_send.send_nowait(CallDispatched(event.id, tool.name, arguments, record.dispatched_at))
+        self._events_send.send_nowait(
+            CallDispatched(event.id, tool.name, arguments, record.dispatched_at)
+        )
         if self.mode == "sync-parallel":
             self._collected.append((tool, record))
             return None
@@ -194,7 +206,9 @@ class AgentRun:
     def _reject(self, call_id: str, reason: str, body: str = "") -> None:
         now = self._now()
         self._seen_ids.add(call_id)
-        record = CallRecord(call_id, "", {}, body, dispatched_at=now, finished_at=now, error=short(reason))
+        record = CallRecord(
+            call_id, "", {}, body, dispatched_at=now, finished_at=now, error=short(reason)
+        )
         self.calls.append(record)
         self.errors.append(reason)
         self._ready.append(Injection(call_id, interrupt_value(record), record))
@@ -206,10 +220,17 @@ class AgentRun:
     async def _run_tool(self, tool: Tool, record: CallRecord) -> None:
         lane = f"tool:{record.name}#{record.id}"
         with self.trace.span(record.name, category="call", lane=lane, call_id=record.id):
-            await execute(tool, record, clock=self._now, limiter=self.agent._limiter,
-                          timeout=self.agent.tool_timeout)
+            await execute(
+                tool,
+                record,
+                clock=self._now,
+                limiter=self.agent._limiter,
+                timeout=self.agent.tool_timeout,
+            )
         text = interrupt_value(record)
-        self._events_send.send_nowait(CallFinished(record.id, record.name, record.ok, text, self._now()))
+        self._events_send.send_nowait(
+            CallFinished(record.id, record.name, record.ok, text, self._now())
+        )
         await self._inbox_send.send(Injection(record.id, text, record))
 
     # ---- waiting and injecting ---------------------------------------------------------------
@@ -276,8 +297,12 @@ class AgentRun:
         for item in items:
             if item.record is not None:
                 item.record.injected_at = now
-            self.trace.instant("interrupt", category="interrupt", call_id=item.call_id, tokens=len(tokens))
-            self._events_send.send_nowait(InterruptInjected(item.call_id, item.value, len(tokens), now))
+            self.trace.instant(
+                "interrupt", category="interrupt", call_id=item.call_id, tokens=len(tokens)
+            )
+            self._events_send.send_nowait(
+                InterruptInjected(item.call_id, item.value, len(tokens), now)
+            )
         self.usage.inject_seconds += time.perf_counter() - started
 
     # ---- helpers -----------------------------------------------------------------------------

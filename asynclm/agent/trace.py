@@ -103,8 +103,9 @@ def _check_event(event: TraceEvent) -> None:
         raise ValueError(f"event start must be a finite number, got {event.start!r}")
     if event.kind == "span":
         if event.end is None or not math.isfinite(event.end) or event.end < event.start:
-            raise ValueError(f"span {event.name!r} needs a finite end >= start {event.start}, "
-                             f"got {event.end!r}")
+            raise ValueError(
+                f"span {event.name!r} needs a finite end >= start {event.start}, got {event.end!r}"
+            )
     elif event.end is not None:
         raise ValueError(f"a {event.kind} event has no end, got end={event.end!r}")
 
@@ -151,8 +152,9 @@ class Trace:
 
     # -- recording -----------------------------------------------------------------------------
 
-    def begin(self, name: str, *, category: str | None = None, lane: str = MODEL_LANE,
-              **args: Any) -> SpanHandle:
+    def begin(
+        self, name: str, *, category: str | None = None, lane: str = MODEL_LANE, **args: Any
+    ) -> SpanHandle:
         """Open a span now and return its handle.
 
         Args:
@@ -182,15 +184,18 @@ class Trace:
         with self._lock:
             span = self._open.pop(handle.id, None)
             if span is None or span.name != handle.name or span.lane != handle.lane:
-                raise ValueError(f"span {handle.name!r} on lane {handle.lane!r} is not open "
-                                 "(already ended, or from another trace)")
+                raise ValueError(
+                    f"span {handle.name!r} on lane {handle.lane!r} is not open "
+                    "(already ended, or from another trace)"
+                )
             event = _close(span, end, args, unended=False)
             self._done.append((span.seq, event))
         return event
 
     @contextmanager
-    def span(self, name: str, *, category: str | None = None, lane: str = MODEL_LANE,
-             **args: Any) -> Iterator[SpanHandle]:
+    def span(
+        self, name: str, *, category: str | None = None, lane: str = MODEL_LANE, **args: Any
+    ) -> Iterator[SpanHandle]:
         """Record a span around a block; an exception escaping it is noted as `error=<type>`.
 
         Args:
@@ -207,8 +212,9 @@ class Trace:
             raise
         self.end(handle)
 
-    def instant(self, name: str, *, category: str | None = None, lane: str = MODEL_LANE,
-                **args: Any) -> TraceEvent:
+    def instant(
+        self, name: str, *, category: str | None = None, lane: str = MODEL_LANE, **args: Any
+    ) -> TraceEvent:
         """Record a point event now (an interrupt injected, a call dispatched).
 
         Args:
@@ -230,8 +236,9 @@ class Trace:
         """
         if not values:
             raise ValueError(f"counter {name!r} needs at least one value, e.g. pending=3")
-        bad = {k: v for k, v in values.items()
-               if isinstance(v, bool) or not isinstance(v, int | float)}
+        bad = {
+            k: v for k, v in values.items() if isinstance(v, bool) or not isinstance(v, int | float)
+        }
         if bad:
             raise ValueError(f"counter values must be numbers, got {bad!r}")
         event = TraceEvent(name, "counter", lane, self.now(), None, dict(values), "counter")
@@ -316,8 +323,16 @@ def _check_names(name: str, lane: str, args: Mapping[str, Any]) -> None:
 
 
 def _close(span: _OpenSpan, end: float, args: Mapping[str, Any], *, unended: bool) -> TraceEvent:
-    return TraceEvent(span.name, span.category, span.lane, span.start, max(end, span.start),
-                      {**span.args, **args}, "span", unended)
+    return TraceEvent(
+        span.name,
+        span.category,
+        span.lane,
+        span.start,
+        max(end, span.start),
+        {**span.args, **args},
+        "span",
+        unended,
+    )
 
 
 def is_model_lane(lane: str) -> bool:
@@ -366,8 +381,14 @@ def _chrome_event(event: TraceEvent, tid: int) -> dict[str, Any]:
     args = dict(event.args)
     if event.unended:
         args[UNENDED_ARG] = True
-    out: dict[str, Any] = {"name": event.name, "cat": event.category, "pid": _PID, "tid": tid,
-                           "ts": _us(event.start), "args": args}
+    out: dict[str, Any] = {
+        "name": event.name,
+        "cat": event.category,
+        "pid": _PID,
+        "tid": tid,
+        "ts": _us(event.start),
+        "args": args,
+    }
     if event.kind == "span":
         out |= {"ph": "X", "dur": _us(event.duration)}
     elif event.kind == "instant":
@@ -388,8 +409,9 @@ def from_chrome(data: Mapping[str, Any] | list[Any]) -> Trace:
     """
     raw = data.get("traceEvents") if isinstance(data, Mapping) else data
     if not isinstance(raw, list) or not all(isinstance(e, Mapping) for e in raw):
-        raise ValueError("not Chrome trace JSON: expected a list of event objects under "
-                         "'traceEvents'")
+        raise ValueError(
+            "not Chrome trace JSON: expected a list of event objects under 'traceEvents'"
+        )
     trace = Trace(_process_name(raw))
     lanes = _thread_names(raw)
     for item in raw:
@@ -407,8 +429,11 @@ def _process_name(raw: list[Mapping[str, Any]]) -> str:
 
 
 def _thread_names(raw: list[Mapping[str, Any]]) -> dict[tuple[Any, Any], str]:
-    return {(item.get("pid"), item.get("tid")): str(item.get("args", {}).get("name"))
-            for item in raw if item.get("ph") == "M" and item.get("name") == "thread_name"}
+    return {
+        (item.get("pid"), item.get("tid")): str(item.get("args", {}).get("name"))
+        for item in raw
+        if item.get("ph") == "M" and item.get("name") == "thread_name"
+    }
 
 
 def _parse_event(item: Mapping[str, Any], lanes: dict[tuple[Any, Any], str]) -> TraceEvent | None:
@@ -481,7 +506,7 @@ def writable_path(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {folder} does not exist "
-                                "(create it first)")
+        raise FileNotFoundError(
+            f"cannot write {path}: folder {folder} does not exist (create it first)"
+        )
     return path
-

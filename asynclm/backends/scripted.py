@@ -78,14 +78,27 @@ class Timing:
 class ScriptedModel:
     """Drop-in model for `Engine`: `Engine(ScriptedModel(tokenizer, policy), tokenizer)`."""
 
-    def __init__(self, tokenizer: Tokenizer, policy: Policy, *, timing: Timing | None = None,
-                 max_position: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        policy: Policy,
+        *,
+        timing: Timing | None = None,
+        max_position: int = 1 << 20,
+    ) -> None:
         self.tokenizer = tokenizer
         self.policy = policy
         self.timing = timing or Timing(0.0, 0.0)
         self.config = ModelConfig(
-            vocab_size=tokenizer.vocab_size, hidden_size=1, intermediate_size=1, num_layers=1,
-            num_heads=1, num_kv_heads=1, head_dim=1, max_position=max_position, tie_embeddings=False,
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=1,
+            intermediate_size=1,
+            num_layers=1,
+            num_heads=1,
+            num_kv_heads=1,
+            head_dim=1,
+            max_position=max_position,
+            tie_embeddings=False,
             eos_token_ids=tokenizer.eos_token_ids,
         )
         self.forward_calls = 0
@@ -113,7 +126,9 @@ class ScriptedModel:
         for row, history in enumerate(histories):
             logits[row, self.next_token(history)] = 1e4
         self.forward_calls += 1
-        delay = self.timing.seconds(int(tokens.numel()), _num_rows(batch)) - (time.perf_counter() - started)
+        delay = self.timing.seconds(int(tokens.numel()), _num_rows(batch)) - (
+            time.perf_counter() - started
+        )
         if delay > 0:
             time.sleep(delay)
         return logits
@@ -199,8 +214,13 @@ def _common_prefix(a: str, b: str) -> int:
     return i
 
 
-def scripted_engine(policy: Policy, *, timing: Timing | None = None, tokenizer: Tokenizer | None = None,
-                    **engine_kwargs: Any):
+def scripted_engine(
+    policy: Policy,
+    *,
+    timing: Timing | None = None,
+    tokenizer: Tokenizer | None = None,
+    **engine_kwargs: Any,
+):
     """An `Engine` running a `ScriptedModel` with the default tokenizer."""
     from asynclm.engine.engine import Engine
     from asynclm.engine.loader import default_tokenizer

@@ -54,10 +54,15 @@ class Task:
 PARALLEL = Task(
     "parallel",
     "Plan my trip: weather in Paris, the AAPL price, flights to Paris and the news.",
-    tuple((s,) for s in (
-        Step("c1", "get_weather", 'city="Paris"'), Step("c2", "get_stock_price", 'symbol="AAPL"'),
-        Step("c3", "search_flights", 'destination="CDG"'), Step("c4", "get_news", 'topic="Paris"'),
-    )),
+    tuple(
+        (s,)
+        for s in (
+            Step("c1", "get_weather", 'city="Paris"'),
+            Step("c2", "get_stock_price", 'symbol="AAPL"'),
+            Step("c3", "search_flights", 'destination="CDG"'),
+            Step("c4", "get_news", 'topic="Paris"'),
+        )
+    ),
     " Paris is sunny, AAPL is up, a morning flight fits, and the news is quiet.",
 )
 MULTISTEP = Task(
@@ -65,12 +70,21 @@ MULTISTEP = Task(
     "For user 7 get the latest invoice; route and traffic from home to work; citations of the "
     "top paper on KV caches.",
     (
-        (Step("a1", "lookup_user", "user_id=7"), Step("a2", "get_orders", 'user="u7"'),
-         Step("a3", "get_invoice", 'order="o1"')),
-        (Step("b1", "geocode", 'address="home"'), Step("b2", "get_route", 'start="p1", end="p2"'),
-         Step("b3", "get_traffic", 'route="r1"')),
-        (Step("d1", "search_papers", 'query="KV cache"'), Step("d2", "get_abstract", 'paper="x1"'),
-         Step("d3", "get_citations", 'paper="x1"')),
+        (
+            Step("a1", "lookup_user", "user_id=7"),
+            Step("a2", "get_orders", 'user="u7"'),
+            Step("a3", "get_invoice", 'order="o1"'),
+        ),
+        (
+            Step("b1", "geocode", 'address="home"'),
+            Step("b2", "get_route", 'start="p1", end="p2"'),
+            Step("b3", "get_traffic", 'route="r1"'),
+        ),
+        (
+            Step("d1", "search_papers", 'query="KV cache"'),
+            Step("d2", "get_abstract", 'paper="x1"'),
+            Step("d3", "get_citations", 'paper="x1"'),
+        ),
     ),
     " The invoice is ready, the route is clear, and the paper has 42 citations.",
 )
@@ -82,8 +96,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefill-rate", type=float, default=1000.0, help="tokens/s of prefill")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--text-markers", action="store_true",
-                   help="spell CML markers in plain text (an untuned model) instead of special tokens")
+    p.add_argument(
+        "--text-markers",
+        action="store_true",
+        help="spell CML markers in plain text (an untuned model) instead of special tokens",
+    )
     p.add_argument("--json", default=None)
 
 
@@ -98,8 +115,12 @@ def make_policy(task: Task, latency: dict[str, float]):
     def policy(state: TurnState) -> str:
         done = {i.id for i in state.interrupts}
         written = state.written
-        ready = [chain[k] for chain in task.chains for k in range(len(chain))
-                 if call_text(chain[k]) not in written and (k == 0 or chain[k - 1].call_id in done)]
+        ready = [
+            chain[k]
+            for chain in task.chains
+            for k in range(len(chain))
+            if call_text(chain[k]) not in written and (k == 0 or chain[k - 1].call_id in done)
+        ]
         if ready:
             return call_text(max(ready, key=lambda s: latency[s.name]))
         if len(done & {s.call_id for s in task.steps}) < len(task.steps):
@@ -115,8 +136,11 @@ def make_tools(task: Task) -> list[Any]:
     def doc(step: Step) -> dict[str, Any]:
         keys = [a.split("=")[0].strip() for a in step.args.split(",")]
         props = {k: {"type": "integer" if "_id" in k else "string"} for k in keys}
-        return {"name": step.name, "description": f"Simulated {step.name}.",
-                "parameters": {"type": "object", "properties": props, "required": keys}}
+        return {
+            "name": step.name,
+            "description": f"Simulated {step.name}.",
+            "parameters": {"type": "object", "properties": props, "required": keys},
+        }
 
     def result(name: str) -> Any:
         return lambda **args: f"{name} ok #{fnv1a_32(name + repr(sorted(args.items()))) % 1000}"
@@ -124,14 +148,20 @@ def make_tools(task: Task) -> list[Any]:
     return [simulated(doc(s), result=result(s.name)) for s in task.steps]
 
 
-def ideal_seconds(task: Task, tokenizer: Any, t_token: float, prompt_prefill: float,
-                  latency: dict[str, float]) -> dict[str, float]:
+def ideal_seconds(
+    task: Task, tokenizer: Any, t_token: float, prompt_prefill: float, latency: dict[str, float]
+) -> dict[str, float]:
     block = {s.call_id: len(tokenizer.encode(call_text(s))) for s in task.steps}
     writing = sum(block.values()) * t_token
     chains = max(sum(block[s.call_id] * t_token + latency[s.name] for s in c) for c in task.chains)
     answer = len(tokenizer.encode(task.answer)) * t_token
-    return {"ideal_s": prompt_prefill + max(writing, chains) + answer, "writing_s": writing,
-            "critical_chain_s": chains, "answer_s": answer, "prompt_prefill_s": prompt_prefill}
+    return {
+        "ideal_s": prompt_prefill + max(writing, chains) + answer,
+        "writing_s": writing,
+        "critical_chain_s": chains,
+        "answer_s": answer,
+        "prompt_prefill_s": prompt_prefill,
+    }
 
 
 async def run_once(task: Task, mode: str, timing: Any, text_markers: bool = False) -> Any:
@@ -167,12 +197,21 @@ def bench_task(task: Task, args: argparse.Namespace) -> dict[str, Any]:
         print(f"{task.name}: repetition done", file=sys.stderr)
     for mode in MODES:
         rs = runs[mode]
-        out[mode] = {"latency_s": statistics.median(r.elapsed for r in rs),
-                     "generated_tokens": rs[0].usage.generated_tokens,
-                     "injected_tokens": rs[0].usage.injected_tokens, "interrupts": rs[0].usage.interrupts}
+        out[mode] = {
+            "latency_s": statistics.median(r.elapsed for r in rs),
+            "generated_tokens": rs[0].usage.generated_tokens,
+            "injected_tokens": rs[0].usage.injected_tokens,
+            "interrupts": rs[0].usage.interrupts,
+        }
     first = runs["async"][0]
-    ideal = ideal_seconds(task, engine.tokenizer, timing.step_s,
-                          first.usage.prompt_tokens * timing.prefill_token_s + timing.step_s, latency)
+    assert engine is not None  # set by the first run (reps >= 1)
+    ideal = ideal_seconds(
+        task,
+        engine.tokenizer,
+        timing.step_s,
+        first.usage.prompt_tokens * timing.prefill_token_s + timing.step_s,
+        latency,
+    )
     out.update(ideal)
     sync, par, asy = (out[m]["latency_s"] for m in MODES)
     out["speedup_async_vs_sync"] = sync / asy
@@ -183,37 +222,77 @@ def bench_task(task: Task, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _interrupt_cost(results: list[Any], timing: Any) -> dict[str, float]:
-    tokens = statistics.median(r.usage.injected_tokens / max(1, r.usage.interrupts) for r in results)
-    runtime_ms = statistics.median(1000 * r.usage.inject_seconds / max(1, r.usage.interrupts) for r in results)
-    return {"tokens": tokens, "prefill_ms": tokens * timing.prefill_token_s * 1000,
-            "runtime_ms": runtime_ms}
+    tokens = statistics.median(
+        r.usage.injected_tokens / max(1, r.usage.interrupts) for r in results
+    )
+    runtime_ms = statistics.median(
+        1000 * r.usage.inject_seconds / max(1, r.usage.interrupts) for r in results
+    )
+    return {
+        "tokens": tokens,
+        "prefill_ms": tokens * timing.prefill_token_s * 1000,
+        "runtime_ms": runtime_ms,
+    }
 
 
 def _check(task: Task, result: Any) -> None:
     ids = [c.id for c in result.calls if c.ok]
-    if sorted(ids) != sorted(s.call_id for s in task.steps) or task.answer.strip() not in result.output:
-        raise RuntimeError(f"{task.name} ({result.mode}) did not complete: calls {ids}, "
-                           f"output {result.output!r}")
+    if (
+        sorted(ids) != sorted(s.call_id for s in task.steps)
+        or task.answer.strip() not in result.output
+    ):
+        raise RuntimeError(
+            f"{task.name} ({result.mode}) did not complete: calls {ids}, output {result.output!r}"
+        )
 
 
 def main(args: argparse.Namespace) -> int:
-    results: dict[str, Any] = {"machine": machine(), "token_rate": args.token_rate,
-                               "prefill_rate": args.prefill_rate, "reps": args.reps}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "token_rate": args.token_rate,
+        "prefill_rate": args.prefill_rate,
+        "reps": args.reps,
+    }
     rows = []
     for name in args.tasks:
         r = bench_task(TASKS[name], args)
         results[name] = r
-        rows.append((name, *(f"{r[m]['latency_s']:.3f} s" for m in MODES), f"{r['ideal_s']:.3f} s",
-                     f"{r['speedup_async_vs_sync']:.2f}x", f"{r['speedup_sync_parallel_vs_sync']:.2f}x",
-                     f"{r['async_over_ideal']:.3f}"))
-    print(f"scripted model at {args.token_rate:g} tok/s (prefill {args.prefill_rate:g} tok/s), "
-          f"simulated tools 30-500 ms, median of {args.reps}")
-    print(table(rows, ("task", "sync", "sync-parallel", "async", "ideal", "async vs sync",
-                       "sync-par vs sync", "async/ideal")))
+        rows.append(
+            (
+                name,
+                *(f"{r[m]['latency_s']:.3f} s" for m in MODES),
+                f"{r['ideal_s']:.3f} s",
+                f"{r['speedup_async_vs_sync']:.2f}x",
+                f"{r['speedup_sync_parallel_vs_sync']:.2f}x",
+                f"{r['async_over_ideal']:.3f}",
+            )
+        )
+    print(
+        f"scripted model at {args.token_rate:g} tok/s (prefill {args.prefill_rate:g} tok/s), "
+        f"simulated tools 30-500 ms, median of {args.reps}"
+    )
+    print(
+        table(
+            rows,
+            (
+                "task",
+                "sync",
+                "sync-parallel",
+                "async",
+                "ideal",
+                "async vs sync",
+                "sync-par vs sync",
+                "async/ideal",
+            ),
+        )
+    )
     for name in args.tasks:
         c = results[name]["interrupt"]
-        print(f"{name}: cost per interrupt {c['tokens']:.1f} tokens = {c['prefill_ms']:.1f} ms of prefill "
-              f"+ {c['runtime_ms']:.2f} ms of runtime work")
+        print(
+            f"{name}: cost per interrupt {c['tokens']:.1f} tokens = "
+            f"{c['prefill_ms']:.1f} ms of prefill "
+            f"+ {c['runtime_ms']:.2f} ms of runtime work"
+        )
     print("AsyncLM paper: async 1.6x (parallel), 5.4x (multi-step); sync-parallel 1.3x, 3.2x")
     write_json(args.json, results)
     return 0

@@ -31,37 +31,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefill", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--decode-tokens", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--fp16-decode", action="store_true", help="also measure half-precision decode weights")
+    p.add_argument(
+        "--fp16-decode", action="store_true", help="also measure half-precision decode weights"
+    )
     p.add_argument("--json", default=None, help="write the figures here")
 
 
 def hf_twin(engine: Any) -> Any:
-    """transformers' LlamaForCausalLM with exactly the engine's weights."""
+    """transformers' LlamaForCausalLM with exactly the engine's weights (plain layout)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from asynclm.engine.loader import to_hf_state_dict
 
     cfg = engine.config
-    hf_cfg = LlamaConfig(
-        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-        num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
-        num_key_value_heads=cfg.num_kv_heads, head_dim=cfg.head_dim, rms_norm_eps=cfg.rms_norm_eps,
-        rope_theta=cfg.rope_theta, max_position_embeddings=cfg.max_position,
-        tie_word_embeddings=cfg.tie_embeddings, attention_bias=cfg.attention_bias,
-        bos_token_id=cfg.bos_token_id, eos_token_id=list(cfg.eos_token_ids) or None,
-    )
-    hf_cfg._attn_implementation = "sdpa"
-    with torch.device("meta"):
-        model = LlamaForCausalLM(hf_cfg)
-    # contiguous copies: transformers runs with weights laid out as it loads them itself
-    state = to_hf_state_dict(cfg, {k: v.detach().contiguous() for k, v in engine.model.state_dict().items()})
-    model.load_state_dict(state, strict=False, assign=True)
-    if cfg.tie_embeddings:
-        model.tie_weights()
-    for name, buf in model.named_buffers():
-        if buf.is_meta:  # rotary tables: rebuild on CPU
-            parent = model.get_submodule(name.rsplit(".", 1)[0])
-            parent.__init__(hf_cfg)
+    options: dict[str, Any] = {
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "max_position_embeddings": cfg.max_position,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "attention_bias": cfg.attention_bias,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": list(cfg.eos_token_ids) or None,
+        "attn_implementation": "sdpa",
+    }
+    model = LlamaForCausalLM(LlamaConfig(**options))
+    state = {k: v.detach().contiguous() for k, v in engine.model.state_dict().items()}
+    model.load_state_dict(to_hf_state_dict(cfg, state), strict=False)
     return model.eval().to(engine.device)
 
 
@@ -75,13 +77,21 @@ def hf_generate(model: Any, prompts: list[list[int]], new: int) -> tuple[float, 
     ids = torch.tensor(prompts, device=model.device)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=new,
-                             min_new_tokens=new, do_sample=False, pad_token_id=0)
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=new,
+            min_new_tokens=new,
+            do_sample=False,
+            pad_token_id=0,
+        )
     return time.perf_counter() - t0, out[:, ids.shape[1] :].tolist()
 
 
 # ---- engine side -----------------------------------------------------------------------------
-async def engine_generate(engine: Any, prompts: list[list[int]], new: int) -> tuple[float, list[list[int]]]:
+async def engine_generate(
+    engine: Any, prompts: list[list[int]], new: int
+) -> tuple[float, list[list[int]]]:
     outputs: list[list[int]] = [[] for _ in prompts]
 
     async def one(i: int) -> None:
@@ -108,7 +118,7 @@ def _median_pair(run_ours, run_ref, reps: int) -> tuple[float, float, Any, Any]:
 
 
 def _agreement(a: list[list[int]], b: list[list[int]]) -> float:
-    pairs = [(x, y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)]
+    pairs = [(x, y) for ra, rb in zip(a, b, strict=True) for x, y in zip(ra, rb, strict=False)]
     return sum(x == y for x, y in pairs) / max(1, len(pairs))
 
 
@@ -117,43 +127,83 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     engine = Engine.load(args.model)
     model = hf_twin(engine)
-    weight_bytes = sum(p.numel() * p.element_size() for p in engine.model.parameters())
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     ours = lambda p, n: anyio.run(engine_generate, engine, p, n)  # noqa: E731
     ref = lambda p, n: hf_generate(model, p, n)  # noqa: E731
     ours(_prompts(8, 1), 2), ref(_prompts(8, 1), 2)  # warm up both
     results: dict[str, Any] = {"model": args.model, "machine": machine(), "reps": args.reps}
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for n in args.prefill:
         p = _prompts(n, 1, seed=n)
         t_ours, t_ref, _, _ = _median_pair(lambda p=p: ours(p, 1), lambda p=p: ref(p, 1), args.reps)
-        results[f"prefill_{n}"] = {"engine_s": t_ours, "transformers_s": t_ref, "speedup": t_ref / t_ours}
-        rows.append((f"prefill {n} tokens (TTFT)", f"{t_ours:.3f} s", f"{t_ref:.3f} s", f"{t_ref / t_ours:.2f}x"))
+        results[f"prefill_{n}"] = {
+            "engine_s": t_ours,
+            "transformers_s": t_ref,
+            "speedup": t_ref / t_ours,
+        }
+        rows.append(
+            (
+                f"prefill {n} tokens (TTFT)",
+                f"{t_ours:.3f} s",
+                f"{t_ref:.3f} s",
+                f"{t_ref / t_ours:.2f}x",
+            )
+        )
         print(f"prefill {n}: done", file=sys.stderr)
     new = args.decode_tokens
     p1 = _prompts(16, 1, seed=1)
-    t_ours, t_ref, g_ours, g_ref = _median_pair(lambda: ours(p1, new), lambda: ref(p1, new), args.reps)
+    t_ours, t_ref, g_ours, g_ref = _median_pair(
+        lambda: ours(p1, new), lambda: ref(p1, new), args.reps
+    )
     tok_ours, tok_ref = new / t_ours, new / t_ref
-    results["decode_batch1"] = {"engine_tok_s": tok_ours, "transformers_tok_s": tok_ref,
-                                "speedup": tok_ours / tok_ref, "engine_gb_s": weight_bytes * tok_ours / 1e9}
+    results["decode_batch1"] = {
+        "engine_tok_s": tok_ours,
+        "transformers_tok_s": tok_ref,
+        "speedup": tok_ours / tok_ref,
+        "engine_gb_s": weight_bytes * tok_ours / 1e9,
+    }
     results["engine_decode_tok_s"] = tok_ours
-    rows.append(("decode batch 1 (tok/s)", f"{tok_ours:.1f}", f"{tok_ref:.1f}", f"{tok_ours / tok_ref:.2f}x"))
+    rows.append(
+        (
+            "decode batch 1 (tok/s)",
+            f"{tok_ours:.1f}",
+            f"{tok_ref:.1f}",
+            f"{tok_ours / tok_ref:.2f}x",
+        )
+    )
     pb = _prompts(16, args.batch, seed=2)
-    tb_ours, tb_ref, b_ours, b_ref = _median_pair(lambda: ours(pb, new), lambda: ref(pb, new), args.reps)
+    tb_ours, tb_ref, b_ours, b_ref = _median_pair(
+        lambda: ours(pb, new), lambda: ref(pb, new), args.reps
+    )
     agg_ours, agg_ref = args.batch * new / tb_ours, args.batch * new / tb_ref
-    results[f"concurrent{args.batch}"] = {"engine_tok_s": agg_ours, "transformers_tok_s": agg_ref,
-                                          "speedup": agg_ours / agg_ref}
+    results[f"concurrent{args.batch}"] = {
+        "engine_tok_s": agg_ours,
+        "transformers_tok_s": agg_ref,
+        "speedup": agg_ours / agg_ref,
+    }
     if args.batch != 8:
         results["concurrent8"] = results[f"concurrent{args.batch}"]
-    rows.append((f"{args.batch} concurrent (tok/s)", f"{agg_ours:.1f}", f"{agg_ref:.1f}", f"{agg_ours / agg_ref:.2f}x"))
+    rows.append(
+        (
+            f"{args.batch} concurrent (tok/s)",
+            f"{agg_ours:.1f}",
+            f"{agg_ref:.1f}",
+            f"{agg_ours / agg_ref:.2f}x",
+        )
+    )
     agreement = _agreement([*g_ours, *b_ours], [*g_ref, *b_ref])
     results["greedy_match"] = agreement == 1.0
     results["greedy_agreement"] = agreement
     if args.fp16_decode:
-        rows.append(_half_decode(engine, results, p1, pb, new, g_ours, b_ours, tok_ref, agg_ref, args.reps))
+        rows.append(
+            _half_decode(engine, results, p1, pb, new, g_ours, b_ours, tok_ref, agg_ref, args.reps)
+        )
     print(table(rows, ("measure", "asynclm", "transformers", "speedup")))
-    print(f"greedy outputs identical: {results['greedy_match']} (agreement {agreement:.3f}); "
-          f"decode reads {weight_bytes / 1e6:.0f} MB of weights per step "
-          f"= {results['decode_batch1']['engine_gb_s']:.1f} GB/s")
+    print(
+        f"greedy outputs identical: {results['greedy_match']} (agreement {agreement:.3f}); "
+        f"decode reads {weight_bytes / 1e6:.0f} MB of weights per step "
+        f"= {results['decode_batch1']['engine_gb_s']:.1f} GB/s"
+    )
     return results
 
 
@@ -169,11 +219,19 @@ def _half_decode(engine, results, p1, pb, new, g32, b32, tok_ref, agg_ref, reps)
         diff = anyio.run(_logit_diff, engine, p1[0] + g32[0][:8])
     finally:
         engine.model.set_decode_weights(None)
-    agree = _agreement([*outs, *bouts], [*g32, *b32])
-    results["fp16_decode"] = {"engine_tok_s": tok, "speedup_vs_transformers": tok / tok_ref,
-                              "greedy_agreement_vs_fp32": agree, "max_logit_diff": diff}
-    return ("decode b1, fp16 weights (tok/s)", f"{tok:.1f}", f"{tok_ref:.1f}",
-            f"{tok / tok_ref:.2f}x (agree {agree:.2f}, dlogit {diff:.3f})")
+    agree = _agreement([*(outs or []), *bouts], [*g32, *b32])
+    results["fp16_decode"] = {
+        "engine_tok_s": tok,
+        "speedup_vs_transformers": tok / tok_ref,
+        "greedy_agreement_vs_fp32": agree,
+        "max_logit_diff": diff,
+    }
+    return (
+        "decode b1, fp16 weights (tok/s)",
+        f"{tok:.1f}",
+        f"{tok_ref:.1f}",
+        f"{tok / tok_ref:.2f}x (agree {agree:.2f}, dlogit {diff:.3f})",
+    )
 
 
 async def _logit_diff(engine: Any, tokens: list[int]) -> float:

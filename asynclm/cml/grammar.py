@@ -105,8 +105,7 @@ class _Builder:
         properties = schema.get("properties", {})
         required = set(schema.get("required", []))
         items = [
-            (f"{key(name)} {self.value(sub)}", name in required)
-            for name, sub in properties.items()
+            (f"{key(name)} {self.value(sub)}", name in required) for name, sub in properties.items()
         ]
         return self.sequence(items)
 
@@ -224,7 +223,7 @@ def _string_rules(quote: str, stem: str) -> list[str]:
     names = {prefix: f"{stem}_{i + 1}" for i, prefix in enumerate(prefixes)}
     names[""] = f"{stem}_0"
     plain = quote + "\\\n\r["
-    lines = [f"{names['']} ::= ({_char_class(plain)} | escape)* (\"[\" {names['[']})?"]
+    lines = [f'{names[""]} ::= ({_char_class(plain)} | escape)* ("[" {names["["]})?']
     for prefix in prefixes:
         nexts = sorted({m[len(prefix)] for m in MARKERS if m.startswith(prefix)})
         alternatives = [

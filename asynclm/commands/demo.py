@@ -9,15 +9,20 @@ fixed latency per city, so both modes face exactly the same work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 from typing import Literal
 
 import anyio
 
-CITIES = {"Paris": (0.9, "sunny, 21 C"), "Tokyo": (1.4, "light rain, 17 C"),
-          "London": (0.7, "cloudy, 15 C"), "Sydney": (1.1, "clear, 24 C"),
-          "New York": (1.0, "windy, 12 C")}
+CITIES = {
+    "Paris": (0.9, "sunny, 21 C"),
+    "Tokyo": (1.4, "light rain, 17 C"),
+    "London": (0.7, "cloudy, 15 C"),
+    "Sydney": (1.1, "clear, 24 C"),
+    "New York": (1.0, "windy, 12 C"),
+}
 City = Literal["Paris", "Tokyo", "London", "Sydney", "New York"]
 PROMPT = "What is the weather in Paris, Tokyo and London right now?"
 SYSTEM = "You are a weather assistant. Look up every city the user names, then answer briefly."
@@ -50,9 +55,18 @@ def main(args: argparse.Namespace) -> int:
 
     tools = make_tools()
     constrained = args.adapter is None
-    agent = Agent(tools, model=args.model, adapter=args.adapter, system=SYSTEM, constrained=constrained,
-                  max_calls=3 if constrained else None, max_tokens=args.max_tokens)
-    print(f"model: {args.model}{' + ' + args.adapter if args.adapter else ' (constrained decoding)'}")
+    agent = Agent(
+        tools,
+        model=args.model,
+        adapter=args.adapter,
+        system=SYSTEM,
+        constrained=constrained,
+        max_calls=3 if constrained else None,
+        max_tokens=args.max_tokens,
+    )
+    print(
+        f"model: {args.model}{' + ' + args.adapter if args.adapter else ' (constrained decoding)'}"
+    )
     print(f"task:  {args.prompt}\n")
     anyio.run(agent.warm)  # the system prompt is computed once, outside the timings
     results = {}
@@ -67,8 +81,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _report(mode: str, result, timeline: str) -> None:
-    print(f"--- {mode} mode: {result.elapsed:.2f} s, {result.usage.generated_tokens} tokens written, "
-          f"{len(result.calls)} calls, {result.usage.interrupts} interrupts")
+    print(
+        f"--- {mode} mode: {result.elapsed:.2f} s, {result.usage.generated_tokens} tokens written, "
+        f"{len(result.calls)} calls, {result.usage.interrupts} interrupts"
+    )
     for call in result.calls:
         outcome = call.result_text if call.ok else f"error: {call.error}"
         print(f"  {call.id}: {call.body} -> {outcome}")
@@ -84,12 +100,14 @@ def _save(folder: Path, results: dict) -> None:
     summary = {}
     for mode, result in results.items():
         result.timeline.save_chrome(folder / f"{mode}.trace.json")
-        try:
+        with contextlib.suppress(ImportError):  # matplotlib is optional
             draw_gantt(result.timeline, folder / f"{mode}.png", title=f"{mode} mode")
-        except ImportError:
-            pass
-        summary[mode] = {"elapsed_s": result.elapsed, "calls": len(result.calls),
-                         "generated_tokens": result.usage.generated_tokens, "output": result.output}
+        summary[mode] = {
+            "elapsed_s": result.elapsed,
+            "calls": len(result.calls),
+            "generated_tokens": result.usage.generated_tokens,
+            "output": result.output,
+        }
     summary["speedup_async_vs_sync"] = results["sync"].elapsed / results["async"].elapsed
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"traces, Gantt charts and summary.json written to {folder}/")

@@ -22,14 +22,22 @@ BUILTIN_TOOLS = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt")
-    p.add_argument("--tool", action="append", default=[], metavar="MODULE:ATTR",
-                   help="a Tool, a function or a list of them; built in: " + ", ".join(BUILTIN_TOOLS))
+    p.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="MODULE:ATTR",
+        help="a Tool, a function or a list of them; built in: " + ", ".join(BUILTIN_TOOLS),
+    )
     p.add_argument("--mode", choices=["async", "sync-parallel", "sync"], default="async")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--adapter", default=None)
     p.add_argument("--system", default=None, help="instructions before the tool documentation")
-    p.add_argument("--constrained", action="store_true",
-                   help="hold an untuned model to the protocol with a grammar")
+    p.add_argument(
+        "--constrained",
+        action="store_true",
+        help="hold an untuned model to the protocol with a grammar",
+    )
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--trace", default=None, help="write the run's Chrome trace JSON here")
     p.add_argument("--png", default=None, help="write the run's Gantt chart here")
@@ -55,11 +63,20 @@ def main(args: argparse.Namespace) -> int:
     from asynclm.agent import Agent
     from asynclm.agent.timeline import render_timeline
 
-    agent = Agent(load_tools(args.tool), mode=args.mode, model=args.model, adapter=args.adapter,
-                  system=args.system, constrained=args.constrained, max_tokens=args.max_tokens)
+    agent = Agent(
+        load_tools(args.tool),
+        mode=args.mode,
+        model=args.model,
+        adapter=args.adapter,
+        system=args.system,
+        constrained=args.constrained,
+        max_tokens=args.max_tokens,
+    )
     result = anyio.run(_stream, agent, args.prompt)
-    print(f"\n\n{args.mode} mode: {result.elapsed:.2f} s, {result.usage.generated_tokens} tokens "
-          f"written, {len(result.calls)} calls, {result.usage.interrupts} interrupts")
+    print(
+        f"\n\n{args.mode} mode: {result.elapsed:.2f} s, {result.usage.generated_tokens} tokens "
+        f"written, {len(result.calls)} calls, {result.usage.interrupts} interrupts"
+    )
     print(render_timeline(result.timeline))
     if args.trace:
         print(f"trace: {result.timeline.save_chrome(args.trace)}")
@@ -78,9 +95,13 @@ async def _stream(agent: Any, prompt: str) -> Any:
             if isinstance(event, TextDelta):
                 sys.stdout.write(event.text)
             elif isinstance(event, CallDispatched):
-                sys.stdout.write(f"\n  [{event.t:6.2f} s] -> {event.call_id}: {event.name}({event.arguments})\n")
+                sys.stdout.write(
+                    f"\n  [{event.t:6.2f} s] -> {event.call_id}: {event.name}({event.arguments})\n"
+                )
             elif isinstance(event, CallFinished):
                 state = "ok" if event.ok else "error"
-                sys.stdout.write(f"\n  [{event.t:6.2f} s] <- {event.call_id} {state}: {event.text[:80]}\n")
+                sys.stdout.write(
+                    f"\n  [{event.t:6.2f} s] <- {event.call_id} {state}: {event.text[:80]}\n"
+                )
             sys.stdout.flush()
     return run.result

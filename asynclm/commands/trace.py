@@ -7,7 +7,9 @@ import json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="a Chrome trace JSON written by a run (RunResult.timeline.save_chrome)")
+    p.add_argument(
+        "file", help="a Chrome trace JSON written by a run (RunResult.timeline.save_chrome)"
+    )
     p.add_argument("--png", default=None, help="write a Gantt chart here")
     p.add_argument("--title", default=None)
 

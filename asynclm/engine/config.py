@@ -43,7 +43,9 @@ class ModelConfig:
         theta = rope.get("rope_theta") or getattr(hf, "rope_theta", None) or 10000.0
         scaling = rope if rope.get("rope_type", "default") not in ("default", None) else None
         eos = hf.eos_token_id
-        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+        eos_ids = (
+            tuple(eos) if isinstance(eos, (list, tuple)) else ((eos,) if eos is not None else ())
+        )
         return cls(
             vocab_size=hf.vocab_size,
             hidden_size=hf.hidden_size,

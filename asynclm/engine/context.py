@@ -99,7 +99,9 @@ class Context:
         may leave gaps or repeat (Prompt Cache lays modules out at fixed positions).
         """
         self._check_open()
-        tokens = self.engine.tokenizer.encode(content) if isinstance(content, str) else list(content)
+        tokens = (
+            self.engine.tokenizer.encode(content) if isinstance(content, str) else list(content)
+        )
         if positions is None:
             start = self.next_position
             positions = range(start, start + len(tokens))
@@ -180,8 +182,15 @@ class Context:
             self._generation = None
         if self.num_tokens == 0:
             raise ValueError("cannot generate from an empty context: append a prompt first")
-        gen = Generation(self, sampler or Sampler(), max_tokens=max_tokens, stop=stop,
-                         constrain=constrain, ban=ban, stop_at_eos=stop_at_eos)
+        gen = Generation(
+            self,
+            sampler or Sampler(),
+            max_tokens=max_tokens,
+            stop=stop,
+            constrain=constrain,
+            ban=ban,
+            stop_at_eos=stop_at_eos,
+        )
         self._generation = gen
         return gen
 
@@ -206,8 +215,12 @@ class Context:
     def fork(self) -> Context:
         """A new context with the same tokens; computed pages are shared, not copied."""
         self._check_open()
-        seq = Sequence(self._seq.table.share(self.engine.pool), self.scope,
-                       list(self._seq.tokens), list(self._seq.positions))
+        seq = Sequence(
+            self._seq.table.share(self.engine.pool),
+            self.scope,
+            list(self._seq.tokens),
+            list(self._seq.positions),
+        )
         seq.max_position = self._seq.max_position
         child = Context(self.engine, self.scope, _seq=seq)
         child._pending, child._pending_pos = list(self._pending), list(self._pending_pos)

@@ -14,7 +14,7 @@ from asynclm.engine.context import Context
 from asynclm.engine.grammar import Grammar, GrammarCompiler
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
-from asynclm.engine.model import Transformer
+from asynclm.engine.model import EngineModel
 from asynclm.engine.pages import PagePool, PageTable
 from asynclm.engine.scheduler import Scheduler
 from asynclm.engine.scope import Quota, Scope
@@ -53,7 +53,7 @@ class Engine:
 
     def __init__(
         self,
-        model: Transformer,
+        model: EngineModel,
         tokenizer: Tokenizer,
         *,
         kv_bytes: int | None = None,
@@ -75,21 +75,38 @@ class Engine:
             per_page = per_page * model.dtype.itemsize // 4
             num_pages = max(1, (kv_bytes or DEFAULT_KV_BYTES) // per_page)
         self.pool = PagePool(num_pages, page_size)
-        self.kv = KVCache(model.config, num_pages, page_size, dtype=model.dtype, device=model.device)
+        self.kv = KVCache(
+            model.config, num_pages, page_size, dtype=model.dtype, device=model.device
+        )
         self.scheduler = Scheduler(self, max_batch_tokens)
         self.root_scope = Scope()
         self._exports: dict[str, Export] = {}
         self._grammars: GrammarCompiler | None = None
 
     @classmethod
-    def load(cls, name_or_path: str = DEFAULT_MODEL, adapter: str | os.PathLike[str] | None = None,
-             *, dtype: torch.dtype = torch.float32, device: str | None = None, **kwargs: Any) -> Engine:
+    def load(
+        cls,
+        name_or_path: str = DEFAULT_MODEL,
+        adapter: str | os.PathLike[str] | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> Engine:
         """Load a model (see `load_model`) and build an engine around it."""
-        return cls.from_loaded(load_model(name_or_path, adapter, dtype=dtype, device=device), **kwargs)
+        return cls.from_loaded(
+            load_model(name_or_path, adapter, dtype=dtype, device=device), **kwargs
+        )
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, **kwargs: Any) -> Engine:
-        return cls(loaded.model, loaded.tokenizer, name=loaded.name, fingerprint=loaded.fingerprint, **kwargs)
+        return cls(
+            loaded.model,
+            loaded.tokenizer,
+            name=loaded.name,
+            fingerprint=loaded.fingerprint,
+            **kwargs,
+        )
 
     @property
     def config(self) -> ModelConfig:
@@ -157,12 +174,29 @@ class Engine:
         """An export's tokens, positions and K/V `[layers, 2, n, kv_heads, head_dim]` (a copy)."""
         export = self._get_export(self.root_scope, name)
         slots = torch.tensor(export.table.slots, dtype=torch.long, device=self.device)
-        return list(export.tokens), list(export.positions), self.kv.data.index_select(2, slots).cpu()
+        return (
+            list(export.tokens),
+            list(export.positions),
+            self.kv.data.index_select(2, slots).cpu(),
+        )
 
-    def import_kv(self, name: str, tokens: list[int], positions: list[int], kv: torch.Tensor,
-                  *, overwrite: bool = False) -> None:
+    def import_kv(
+        self,
+        name: str,
+        tokens: list[int],
+        positions: list[int],
+        kv: torch.Tensor,
+        *,
+        overwrite: bool = False,
+    ) -> None:
         """Create an export from saved K/V (as returned by `export_kv`)."""
-        expected = (self.config.num_layers, 2, len(tokens), self.config.num_kv_heads, self.config.head_dim)
+        expected = (
+            self.config.num_layers,
+            2,
+            len(tokens),
+            self.config.num_kv_heads,
+            self.config.head_dim,
+        )
         if tuple(kv.shape) != expected or len(positions) != len(tokens):
             raise ValueError(f"K/V of shape {tuple(kv.shape)} does not fit this model: {expected}")
         seq = Sequence(PageTable(self.pool.page_size), self.root_scope)
@@ -187,17 +221,26 @@ class Engine:
             self.model.resize_vocab(size)
             self._grammars = None
 
-    def grammar(self, *, ebnf: str | None = None, json_schema: str | dict | None = None,
-                regex: str | None = None, any_whitespace: bool = True) -> Grammar:
+    def grammar(
+        self,
+        *,
+        ebnf: str | None = None,
+        json_schema: str | dict | None = None,
+        regex: str | None = None,
+        any_whitespace: bool = True,
+    ) -> Grammar:
         """Compile a grammar for `generate(constrain=...)` (cached by its text).
 
         `any_whitespace=False` makes JSON-schema grammars compact (no free whitespace).
         """
         if self._grammars is None:
             self._grammars = GrammarCompiler(self.tokenizer, self.config.vocab_size)
-        return self._grammars.compile(ebnf=ebnf, json_schema=json_schema, regex=regex,
-                                      any_whitespace=any_whitespace)
+        return self._grammars.compile(
+            ebnf=ebnf, json_schema=json_schema, regex=regex, any_whitespace=any_whitespace
+        )
 
     def __repr__(self) -> str:
-        return (f"Engine({self.name!r}, pages={self.pool.num_used}/{self.pool.num_pages} used, "
-                f"page_size={self.pool.page_size})")
+        return (
+            f"Engine({self.name!r}, pages={self.pool.num_used}/{self.pool.num_pages} used, "
+            f"page_size={self.pool.page_size})"
+        )

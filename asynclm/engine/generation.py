@@ -156,7 +156,9 @@ class Generation:
     async def collect(self) -> GenerationResult:
         async for _ in self:
             pass
-        return GenerationResult(self.output_text(), tuple(self.tokens), self.finish_reason or "length")
+        return GenerationResult(
+            self.output_text(), tuple(self.tokens), self.finish_reason or "length"
+        )
 
     async def collect_text(self) -> str:
         return (await self.collect()).text

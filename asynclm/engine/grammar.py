@@ -58,15 +58,25 @@ class GrammarCompiler:
         self._vocab_size = vocab_size
         self._cache: dict[tuple[str, str, bool], Grammar] = {}
 
-    def compile(self, *, ebnf: str | None = None, json_schema: str | dict | None = None,
-                regex: str | None = None, any_whitespace: bool = True) -> Grammar:
+    def compile(
+        self,
+        *,
+        ebnf: str | None = None,
+        json_schema: str | dict | None = None,
+        regex: str | None = None,
+        any_whitespace: bool = True,
+    ) -> Grammar:
         """Compile exactly one of: an EBNF grammar (root rule `root`), a JSON schema, a regex.
 
         JSON-schema properties keep their order; `any_whitespace=False` forbids free whitespace.
         """
         import json
 
-        given = [(k, v) for k, v in (("ebnf", ebnf), ("json", json_schema), ("regex", regex)) if v is not None]
+        given = [
+            (k, v)
+            for k, v in (("ebnf", ebnf), ("json", json_schema), ("regex", regex))
+            if v is not None
+        ]
         if len(given) != 1:
             raise GrammarError("give exactly one of ebnf=, json_schema=, regex=")
         kind, source = given[0]
@@ -103,7 +113,9 @@ class GrammarConstraint:
         row = logits.view(1, -1)
         if row.shape[-1] > self._vocab_size:  # tokens beyond the grammar's vocabulary: never
             row[:, self._vocab_size :] = float("-inf")
-        self._xgr.apply_token_bitmask_inplace(row, self._bitmask.to(row.device), vocab_size=self._vocab_size)
+        self._xgr.apply_token_bitmask_inplace(
+            row, self._bitmask.to(row.device), vocab_size=self._vocab_size
+        )
 
     def advance(self, token: int) -> None:
         if not self._matcher.accept_token(token):
@@ -116,4 +128,3 @@ class GrammarConstraint:
         """Advance over text that was forced rather than sampled."""
         if not self._matcher.accept_string(text):
             raise GrammarError(f"text {text!r} is not allowed by the grammar here")
-

@@ -158,8 +158,14 @@ async def run_inferlet(
             ) from None
     except BaseExceptionGroup as group:  # a quota hit inside the inferlet's own task group
         quota_errors = group.subgroup(QuotaExceededError)
-        if quota_errors is not None and quota_errors.exceptions and group.subgroup(
-                lambda e: not isinstance(e, (QuotaExceededError, anyio.get_cancelled_exc_class()))) is None:
+        if (
+            quota_errors is not None
+            and quota_errors.exceptions
+            and group.subgroup(
+                lambda e: not isinstance(e, (QuotaExceededError, anyio.get_cancelled_exc_class()))
+            )
+            is None
+        ):
             raise _first_leaf(quota_errors) from group
         raise
     finally:
@@ -178,8 +184,10 @@ def _clean_up(engine: Engine, scope: Scope, keep_exports: bool) -> None:
 
 
 async def run_many(
-    engine: Engine, jobs: Iterable[tuple[InferletMain | str | Path, Mapping[str, Any]]],
-    *, quota: Quota | None = None,
+    engine: Engine,
+    jobs: Iterable[tuple[InferletMain | str | Path, Mapping[str, Any]]],
+    *,
+    quota: Quota | None = None,
 ) -> list[InferletResult]:
     """Run inferlets side by side; each one's failure is reported, never propagated."""
     jobs = list(jobs)

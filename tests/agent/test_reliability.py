@@ -67,9 +67,13 @@ def sync_work(n: int) -> str:
 
 
 async def test_hundred_agents_with_failing_and_slow_tools() -> None:
-    engine = scripted_engine(policy, timing=Timing(step_s=0.002, prefill_token_s=0.00005), num_pages=8192)
-    agents = [Agent([work, sync_work], model=engine, max_tokens=400, max_tool_threads=8)
-              for _ in range(100)]
+    engine = scripted_engine(
+        policy, timing=Timing(step_s=0.002, prefill_token_s=0.00005), num_pages=8192
+    )
+    agents = [
+        Agent([work, sync_work], model=engine, max_tokens=400, max_tool_threads=8)
+        for _ in range(100)
+    ]
     results = {}
 
     async def run(i: int) -> None:
@@ -93,15 +97,22 @@ async def test_hundred_agents_with_failing_and_slow_tools() -> None:
             else:
                 failures += 1
                 assert call.error is not None and call.injected_at is not None
-                assert ("bad input" in call.error) if expected == "fail" else ("timed out" in call.error)
+                assert (
+                    ("bad input" in call.error)
+                    if expected == "fail"
+                    else ("timed out" in call.error)
+                )
                 assert f"[INTR] {call.id} [HEAD] error:" in result.transcript
     assert failures == 100 * CALLS_PER_AGENT // 5  # every failure reported, 20% of all calls
     # nothing leaks: KV pages, scheduler queue, tasks
     agents[0].prompt_cache.clear()
     assert engine.pool.num_used == 0
     assert engine.scheduler.num_pending == 0
-    others = [t for t in asyncio.all_tasks()
-              if t is not asyncio.current_task() and "TestRunner" not in repr(t.get_coro())]
+    others = [
+        t
+        for t in asyncio.all_tasks()
+        if t is not asyncio.current_task() and "TestRunner" not in repr(t.get_coro())
+    ]
     assert others == []  # no tool task or run task is left behind
     deadline = time.monotonic() + 2
     while _active_sync_calls and time.monotonic() < deadline:  # slow sync calls finish on their own
@@ -116,8 +127,10 @@ async def test_agents_on_the_real_tiny_transformer(tiny) -> None:
     engine = Engine.from_loaded(tiny, num_pages=2048, page_size=16)
     script = "[CALL] c0 [HEAD] work(n=1) [END] [CALL] c1 [HEAD] work(n=10) [END] [TRAP][END] done"
     grammar = engine.grammar(regex=re.escape(script))
-    agents = [Agent([work], model=engine, max_tokens=200, constraint=lambda _a: grammar.matcher())
-              for _ in range(12)]
+    agents = [
+        Agent([work], model=engine, max_tokens=200, constraint=lambda _a: grammar.matcher())
+        for _ in range(12)
+    ]
     async with anyio.create_task_group() as tg:
         results = []
         for agent in agents:

@@ -47,8 +47,9 @@ def synthetic_run() -> Trace:
     trace = Trace("synthetic")
     trace.add(TraceEvent("prefill", "prefill", "model", 0.0, 0.20, {"tokens": 48}))
     t = 0.20
-    for i, (tool, latency) in enumerate([("get_weather", 0.5), ("search", 0.3),
-                                         ("get_weather", 0.45), ("translate", 0.2)]):
+    for i, (tool, latency) in enumerate(
+        [("get_weather", 0.5), ("search", 0.3), ("get_weather", 0.45), ("translate", 0.2)]
+    ):
         trace.add(TraceEvent("decode", "decode", "model", t, t + 0.08, {"tokens": 6}))
         trace.add(TraceEvent(f"w{i}", "dispatch", "model", t + 0.08))
         trace.add(TraceEvent(tool, "call", f"tool:{tool}#w{i}", t + 0.08, t + 0.08 + latency))
@@ -69,8 +70,9 @@ def test_span_records_times_category_lane_and_args(clock: FakeClock) -> None:
     with trace.span("get_weather", category="call", lane="tool:get_weather#w1", city="Paris"):
         clock.advance(0.25)
     (event,) = trace.events
-    assert event == TraceEvent("get_weather", "call", "tool:get_weather#w1", 1.0, 1.25,
-                               {"city": "Paris"}, "span")
+    assert event == TraceEvent(
+        "get_weather", "call", "tool:get_weather#w1", 1.0, 1.25, {"city": "Paris"}, "span"
+    )
     assert event.duration == pytest.approx(0.25)
     assert event.is_span and not event.unended
 
@@ -106,22 +108,24 @@ def test_exception_in_span_is_noted_and_reraised(clock: FakeClock) -> None:
 
 def test_nested_and_overlapping_spans_sorted_by_start(clock: FakeClock) -> None:
     trace = Trace(clock=clock)
-    outer = trace.begin("trap", lane="model")                    # 0.0 .. 1.0
+    outer = trace.begin("trap", lane="model")  # 0.0 .. 1.0
     clock.advance(0.1)
-    a = trace.begin("a", category="call", lane="tool:a#1")       # 0.1 .. 0.7
+    a = trace.begin("a", category="call", lane="tool:a#1")  # 0.1 .. 0.7
     clock.advance(0.1)
-    with trace.span("b", category="call", lane="tool:b#2"):      # 0.2 .. 0.4  (nested in a)
+    with trace.span("b", category="call", lane="tool:b#2"):  # 0.2 .. 0.4  (nested in a)
         clock.advance(0.2)
-    trace.instant("i", category="interrupt")                     # 0.4
+    trace.instant("i", category="interrupt")  # 0.4
     clock.advance(0.3)
     trace.end(a)
     clock.advance(0.3)
     trace.end(outer)
     names = [(e.name, e.start, e.end) for e in trace.events]
-    assert names == [("trap", 0.0, pytest.approx(1.0)),
-                     ("a", pytest.approx(0.1), pytest.approx(0.7)),
-                     ("b", pytest.approx(0.2), pytest.approx(0.4)),
-                     ("i", pytest.approx(0.4), None)]
+    assert names == [
+        ("trap", 0.0, pytest.approx(1.0)),
+        ("a", pytest.approx(0.1), pytest.approx(0.7)),
+        ("b", pytest.approx(0.2), pytest.approx(0.4)),
+        ("i", pytest.approx(0.4), None),
+    ]
 
 
 def test_ties_keep_recording_order(clock: FakeClock) -> None:
@@ -230,10 +234,12 @@ async def test_recording_from_event_loop_and_worker_threads() -> None:
 
 
 def test_lane_order_puts_model_lanes_first() -> None:
-    events = [TraceEvent("c", "call", "tool:b#1", 0.0, 1.0),
-              TraceEvent("c", "call", "tool:a#2", 0.5, 1.0),
-              TraceEvent("d", "decode", "model", 0.7, 0.8),
-              TraceEvent("u", "user", "user", 0.1)]
+    events = [
+        TraceEvent("c", "call", "tool:b#1", 0.0, 1.0),
+        TraceEvent("c", "call", "tool:a#2", 0.5, 1.0),
+        TraceEvent("d", "decode", "model", 0.7, 0.8),
+        TraceEvent("u", "user", "user", 0.1),
+    ]
     assert lane_order(events) == ("model", "tool:b#1", "user", "tool:a#2")
 
 
@@ -277,8 +283,11 @@ def test_chrome_marks_unended_spans(clock: FakeClock) -> None:
 def test_save_load_round_trip(tmp_path: Path, clock: FakeClock) -> None:
     trace = synthetic_run()
     trace.add(TraceEvent("pending", "counter", "model", 0.3, None, {"calls": 2}, "counter"))
-    trace.add(TraceEvent("odd", "call", "tool:odd#1", 0.1234567, 0.2345678,
-                         {"nested": {"a": [1, 2]}, "s": "é"}))
+    trace.add(
+        TraceEvent(
+            "odd", "call", "tool:odd#1", 0.1234567, 0.2345678, {"nested": {"a": [1, 2]}, "s": "é"}
+        )
+    )
     trace.add(TraceEvent("left", "call", "tool:left#1", 0.9, 1.1, unended=True))
     path = trace.save_chrome(tmp_path / "run.trace.json")
     loaded = Trace.load_chrome(path)
@@ -287,7 +296,12 @@ def test_save_load_round_trip(tmp_path: Path, clock: FakeClock) -> None:
     assert len(loaded.events) == len(trace.events)
     for before, after in zip(trace.events, loaded.events, strict=True):
         assert (after.name, after.category, after.lane, after.kind, after.unended) == (
-            before.name, before.category, before.lane, before.kind, before.unended)
+            before.name,
+            before.category,
+            before.lane,
+            before.kind,
+            before.unended,
+        )
         assert after.args == before.args
         assert after.start == pytest.approx(before.start, abs=1e-6)
         if before.end is None:
@@ -297,8 +311,12 @@ def test_save_load_round_trip(tmp_path: Path, clock: FakeClock) -> None:
 
 
 def test_from_chrome_accepts_a_bare_list_and_unnamed_threads() -> None:
-    trace = from_chrome([{"name": "x", "ph": "X", "ts": 10, "dur": 5, "pid": 1, "tid": 7},
-                         {"name": "b", "ph": "B", "ts": 1, "pid": 1, "tid": 7}])
+    trace = from_chrome(
+        [
+            {"name": "x", "ph": "X", "ts": 10, "dur": 5, "pid": 1, "tid": 7},
+            {"name": "b", "ph": "B", "ts": 1, "pid": 1, "tid": 7},
+        ]
+    )
     (event,) = trace.events
     assert event.lane == "tid:7" and event.category == "x"
     assert (event.start, event.end) == (pytest.approx(10e-6), pytest.approx(15e-6))
@@ -367,8 +385,15 @@ def test_gantt_png_for_model_and_four_tool_lanes(tmp_path: Path) -> None:
 def test_gantt_height_is_capped_for_many_lanes(tmp_path: Path) -> None:
     trace = Trace()
     for i in range(150):
-        trace.add(TraceEvent("call", "call", f"tool:very_long_tool_name_for_labels#w{i}",
-                             i * 0.01, i * 0.01 + 0.3))
+        trace.add(
+            TraceEvent(
+                "call",
+                "call",
+                f"tool:very_long_tool_name_for_labels#w{i}",
+                i * 0.01,
+                i * 0.01 + 0.3,
+            )
+        )
     trace.add(TraceEvent("left", "call", "tool:left#1", 0.5, 0.9, unended=True))
     _, height = png_size(draw_gantt(trace, tmp_path / "many.png"))
     assert height <= 1500
@@ -383,8 +408,7 @@ def test_gantt_into_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
         draw_gantt(synthetic_run(), tmp_path / "missing" / "gantt.png")
 
 
-def test_gantt_without_matplotlib_says_so(tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gantt_without_matplotlib_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match="pip install matplotlib"):
         draw_gantt(synthetic_run(), tmp_path / "gantt.png")

@@ -103,10 +103,10 @@ def check_round_trip(text):
         " _ [HEAD] math.factorial(number=120) [END]",
         " iff [HEAD] now() [END]",
         " x [HEAD] plan_trip(stops=[], flexible=True) [END]",
-        " x [HEAD] plan_trip(stops=[{'city': 'Rome'}, {\"city\": \"Oslo\", \"nights\": 2}],"
+        ' x [HEAD] plan_trip(stops=[{\'city\': \'Rome\'}, {"city": "Oslo", "nights": 2}],'
         " budget=1.5e3, point=[1, -2.25], flexible=False, note=None, meta={'k': [1, 'v', None]},"
         " mode='it\\'s \\x5bEND]', scores={'a': 1}) [END]",
-        " x [HEAD] plan_trip(stops=[], flexible=True, note=\"n\", mode=None) [END]",
+        ' x [HEAD] plan_trip(stops=[], flexible=True, note="n", mode=None) [END]',
     ],
 )
 def test_accepts_valid_calls(grammar, text):
@@ -130,9 +130,9 @@ def test_accepts_valid_calls(grammar, text):
         ' w1 [HEAD] get_weather("Paris") [END]',  # positional
         ' w1 [HEAD] get_weather(city="Paris"',  # unfinished
         ' w1 [HEAD] get_weather(city="Paris") [END] more',
-        ' class [HEAD] now() [END]',  # keyword as id
-        ' 1w [HEAD] now() [END]',
-        ' [HEAD] now() [END]',  # no id
+        " class [HEAD] now() [END]",  # keyword as id
+        " 1w [HEAD] now() [END]",
+        " [HEAD] now() [END]",  # no id
         " x [HEAD] math.factorial(number=True) [END]",
         " x [HEAD] plan_trip(stops=[{'nights': 1}], flexible=True) [END]",
         " x [HEAD] plan_trip(stops=[], flexible=1) [END]",

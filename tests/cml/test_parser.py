@@ -15,7 +15,7 @@ from asynclm.cml import (
 )
 
 VALID_STREAMS = [
-    "Hello [CALL] w1 [HEAD] get_weather(city=\"Paris\") [END] and [TRAP][END] done.",
+    'Hello [CALL] w1 [HEAD] get_weather(city="Paris") [END] and [TRAP][END] done.',
     "[CALL] f(x=[1, 2]) [END][CALL] g(y='[x]') [END] text [ with [brackets] [C [EN",
     "[CALL]w1[HEAD]a.b(c={'k': 1})[END]\n[TRAP] \n [END]é中😀[CALL] x_2 [HEAD] h() [END]",
     "no markers at all, just [ and ] and [CAL L] and [END ]",
@@ -58,8 +58,9 @@ def test_named_call():
     assert events == [
         Text("Hi "),
         BlockStart("call", "[CALL]"),
-        Call("w1", 'get_weather(city="Paris")', False,
-             ' w1 [HEAD] get_weather(city="Paris") [END]'),
+        Call(
+            "w1", 'get_weather(city="Paris")', False, ' w1 [HEAD] get_weather(city="Paris") [END]'
+        ),
         Text(" bye"),
     ]
 
@@ -127,8 +128,11 @@ def test_states_and_flags():
         ("[CALL] 1w [HEAD] f() [END]", "invalid call id '1w'", " 1w [HEAD] f() [END]"),
         ("[CALL] for [HEAD] f() [END]", "invalid call id 'for'", " for [HEAD] f() [END]"),
         ("[CALL] [HEAD] f() [END]", "invalid call id ''", " [HEAD] f() [END]"),
-        ("[CALL] w [HEAD] f() [HEAD] g() [END]", "only one [HEAD]",
-         " w [HEAD] f() [HEAD] g() [END]"),
+        (
+            "[CALL] w [HEAD] f() [HEAD] g() [END]",
+            "only one [HEAD]",
+            " w [HEAD] f() [HEAD] g() [END]",
+        ),
         ("[CALL] w [HEAD]  [END]", "empty call", " w [HEAD]  [END]"),
         ("[CALL][END]", "empty call", "[END]"),
         ("[CALL] w [HEAD] f( [INTR]", "[INTR] inside a call block", " w [HEAD] f( [INTR]"),

@@ -40,9 +40,7 @@ call_parts = st.tuples(
     st.dictionaries(st.sampled_from(["x", "y"]), st.text(max_size=8) | st.integers()),
 )
 plain_text = st.text(st.characters(blacklist_characters="["), max_size=10)  # never a marker
-valid_parts = st.one_of(
-    call_parts, st.just(format_trap()), st.just("[CALL] f() [END]"), plain_text
-)
+valid_parts = st.one_of(call_parts, st.just(format_trap()), st.just("[CALL] f() [END]"), plain_text)
 valid_blocks = st.lists(valid_parts, max_size=6).map(
     lambda parts: [
         format_call(f"c{i}", *part) if isinstance(part, tuple) else part

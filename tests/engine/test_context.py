@@ -134,7 +134,9 @@ async def test_attach_concatenates_exports_at_their_positions(engine: Engine) ->
         cached = await ctx.forward(tail)
         assert ctx.next_position == 100 + len(b) + len(tail)
     async with engine.context() as ref:
-        full = await ref.forward(a + b + tail, pos_a + pos_b + list(range(100 + len(b), 100 + len(b) + len(tail))))
+        full = await ref.forward(
+            a + b + tail, pos_a + pos_b + list(range(100 + len(b), 100 + len(b) + len(tail)))
+        )
     assert (cached - full[-len(tail) :]).abs().max().item() < 1e-4
 
 

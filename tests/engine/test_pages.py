@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sys
 
@@ -16,7 +17,8 @@ def test_module_has_no_torch_dependency() -> None:
     import asynclm.engine.pages as pages
 
     assert "torch" not in pages.__dict__
-    src = open(pages.__file__).read()
+    with open(pages.__file__) as f:
+        src = f.read()
     assert "import torch" not in src
 
 
@@ -92,62 +94,83 @@ def test_extend_concatenates_without_copy() -> None:
     assert plan.copies and a.slots[:3] == [0, 1, 2]
 
 
-def _check_contents(tables: dict[int, PageTable], expected: dict[int, list[int]], kv: dict[int, int]) -> None:
-    for name, table in tables.items():
-        assert [kv[s] for s in table.slots] == expected[name]
+class _Simulation:
+    """Page tables plus simulated KV contents: what each table reads back must be what was
+    written to it, whatever the sharing."""
+
+    page_size = 4
+
+    def __init__(self) -> None:
+        self.pool = PagePool(64, self.page_size)
+        self.tables: dict[int, PageTable] = {0: PageTable(self.page_size)}
+        self.expected: dict[int, list[int]] = {0: []}
+        self.kv: dict[int, int] = {}
+        self.counter = iter(range(sys.maxsize))
+        self.next_name = 1
+
+    def apply(self, op: str, who: int, n: int) -> None:
+        if not self.tables:
+            self._add(PageTable(self.page_size), [])
+            return
+        name = sorted(self.tables)[who % len(self.tables)]
+        with contextlib.suppress(PoolExhaustedError):
+            getattr(self, f"_{op}")(name, n)
+        for key, table in self.tables.items():
+            assert [self.kv[s] for s in table.slots] == self.expected[key]
+
+    def _add(self, table: PageTable, expected: list[int]) -> None:
+        self.tables[self.next_name], self.expected[self.next_name] = table, expected
+        self.next_name += 1
+
+    def _append(self, name: int, n: int) -> None:
+        plan = self.tables[name].plan_append(self.pool, n)
+        ps = self.page_size
+        for src, dst in plan.copies:
+            for i in range(ps):
+                if src * ps + i in self.kv:
+                    self.kv[dst * ps + i] = self.kv[src * ps + i]
+        for slot in plan.slots:
+            assert self.pool.refcount(slot // ps) == 1  # never write a shared page
+            self.kv[slot] = next(self.counter)
+        self.expected[name] += [self.kv[s] for s in plan.slots]
+
+    def _fork(self, name: int, n: int) -> None:
+        self._add(self.tables[name].share(self.pool), list(self.expected[name]))
+
+    def _truncate(self, name: int, n: int) -> None:
+        keep = min(n, self.tables[name].num_tokens)
+        self.tables[name].truncate(self.pool, keep)
+        del self.expected[name][keep:]
+
+    def _extend(self, name: int, n: int) -> None:
+        other = sorted(self.tables)[n % len(self.tables)]
+        if other != name:
+            self.tables[name].extend(self.pool, self.tables[other])
+            self.expected[name] += self.expected[other]
+
+    def _release(self, name: int, n: int) -> None:
+        self.tables.pop(name).release(self.pool)
+        del self.expected[name]
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["append", "fork", "truncate", "extend", "release"]),
-                          st.integers(0, 9), st.integers(0, 12)), max_size=60))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["append", "fork", "truncate", "extend", "release"]),
+            st.integers(0, 9),
+            st.integers(0, 12),
+        ),
+        max_size=60,
+    )
+)
 def test_random_operations_never_corrupt_shared_pages(ops: list[tuple[str, int, int]]) -> None:
-    """Simulated KV contents: what each table reads back is always what was written to it."""
-    page_size = 4
-    pool = PagePool(64, page_size)
-    tables: dict[int, PageTable] = {0: PageTable(page_size)}
-    expected: dict[int, list[int]] = {0: []}
-    kv: dict[int, int] = {}
-    counter = iter(range(sys.maxsize))
-    next_name = 1
+    sim = _Simulation()
     for op, who, n in ops:
-        name = sorted(tables)[who % len(tables)] if tables else None
-        if name is None:
-            tables[next_name], expected[next_name] = PageTable(page_size), []
-            next_name += 1
-            continue
-        table = tables[name]
-        try:
-            if op == "append":
-                plan = table.plan_append(pool, n)
-                for src, dst in plan.copies:
-                    for i in range(page_size):
-                        if src * page_size + i in kv:
-                            kv[dst * page_size + i] = kv[src * page_size + i]
-                for slot in plan.slots:
-                    assert pool.refcount(slot // page_size) == 1  # never write a shared page
-                    kv[slot] = next(counter)
-                expected[name] += [kv[s] for s in plan.slots]
-            elif op == "fork":
-                tables[next_name], expected[next_name] = table.share(pool), list(expected[name])
-                next_name += 1
-            elif op == "truncate":
-                keep = min(n, table.num_tokens)
-                table.truncate(pool, keep)
-                del expected[name][keep:]
-            elif op == "extend":
-                other = sorted(tables)[n % len(tables)]
-                if other != name:
-                    table.extend(pool, tables[other])
-                    expected[name] += expected[other]
-            else:
-                table.release(pool)
-                del tables[name], expected[name]
-        except PoolExhaustedError:
-            pass
-        _check_contents(tables, expected, kv)
-    for table in tables.values():
-        table.release(pool)
-    assert pool.num_free == pool.num_pages
+        sim.apply(op, who, n)
+    for table in sim.tables.values():
+        table.release(sim.pool)
+    assert sim.pool.num_free == sim.pool.num_pages
 
 
 def test_random_operations_smoke_many_seeds() -> None:

@@ -4,9 +4,9 @@ import math
 import time
 
 import pytest
-from asynclm.tools.calculator import CalculatorError, calculator, evaluate
 
 from asynclm.cml.call import CallArgumentError
+from asynclm.tools.calculator import CalculatorError, calculator, evaluate
 
 
 @pytest.mark.parametrize(

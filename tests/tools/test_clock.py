@@ -5,10 +5,10 @@ import time
 import zoneinfo
 
 import pytest
-from asynclm.tools.clock import MAX_SLEEP_SECONDS, now, sleep
 
 from asynclm.agent.tool import ToolError
 from asynclm.cml.call import CallArgumentError
+from asynclm.tools.clock import MAX_SLEEP_SECONDS, now, sleep
 
 
 @pytest.mark.anyio

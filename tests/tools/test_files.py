@@ -4,9 +4,9 @@ import os
 from pathlib import Path
 
 import pytest
-from asynclm.tools.files import MAX_LIST_ENTRIES, PathNotAllowedError, make_file_tools
 
 from asynclm.agent.tool import Tool, ToolError
+from asynclm.tools.files import MAX_LIST_ENTRIES, PathNotAllowedError, make_file_tools
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from asynclm.agent.tool import Tool, ToolError, ToolTimeoutError
 from asynclm.tools.http import (
     ResponseTooLargeError,
     URLNotAllowedError,
     make_http_tools,
     normalize_host,
 )
-
-from asynclm.agent.tool import Tool, ToolError, ToolTimeoutError
 
 CHUNK = b"x" * 65536
 

@@ -1,7 +1,6 @@
 """The asynclm.tools package exports ready tools and factories."""
 
 import asynclm.tools as tools
-
 from asynclm.agent.tool import Tool
 
 

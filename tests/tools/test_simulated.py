@@ -3,10 +3,10 @@
 import time
 
 import pytest
-from asynclm.tools.simulated import fnv1a_32, simulated, simulated_latency
 
 from asynclm.agent.tool import ToolDefinitionError
 from asynclm.cml.call import CallArgumentError
+from asynclm.tools.simulated import fnv1a_32, simulated, simulated_latency
 
 BFCL_DOC = {
     "name": "math.factorial",
