@@ -11,10 +11,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Agent": "asynclm.agent.agent",
+    "Tool": "asynclm.agent.tool",
+    "tool": "asynclm.agent.tool",
+    "RunResult": "asynclm.agent.result",
     "Engine": "asynclm.engine.engine",
     "Context": "asynclm.engine.context",
     "Sampler": "asynclm.engine.sampling",
     "load_model": "asynclm.engine.loader",
+    "PromptCache": "asynclm.promptcache.cache",
 }
 
 

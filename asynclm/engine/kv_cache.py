@@ -49,6 +49,10 @@ class KVCache:
         kv = self.data[layer].index_select(1, slots)
         return kv[0], kv[1]
 
+    def view(self, layer: int, lo: int, hi: int) -> tuple[Tensor, Tensor]:
+        """Keys and values of the slot range [lo, hi), without copying."""
+        return self.data[layer, 0, lo:hi], self.data[layer, 1, lo:hi]
+
     def copy_pages(self, pairs: list[tuple[int, int]]) -> None:
         """Copy whole pages (src → dst), for copy-on-write of shared pages."""
         if not pairs:

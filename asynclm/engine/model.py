@@ -27,8 +27,9 @@ class SequenceBatch:
     start: int  # first row of this sequence in the batch
     length: int  # number of new tokens
     kv_slots: Tensor  # [kv_len] every slot of the sequence, new tokens last
-    mask: Tensor | None = None  # [length, kv_len] bool, when new tokens follow cached ones
+    mask: Tensor | None = None  # [length, keys] bool; None: plain causal (or no mask for 1 token)
     seq_id: int = 0  # opaque id of the sequence
+    kv_range: tuple[int, int] | None = None  # attend to the pool's slots [lo, hi) in place
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +212,10 @@ class Attention(nn.Module):
 
     def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache) -> Tensor:
         n = q.shape[0]
-        keys, values = kv.gather(self.layer, seq.kv_slots)  # [L, KVH, D] each
+        if seq.kv_range is not None:  # no copy: the pool's own slots (mask hides foreign ones)
+            keys, values = kv.view(self.layer, *seq.kv_range)  # [R, KVH, D] each
+        else:
+            keys, values = kv.gather(self.layer, seq.kv_slots)  # [L, KVH, D] each
         q = q.transpose(0, 1).unsqueeze(0)  # [1, H, n, D]
         keys = keys.transpose(0, 1).unsqueeze(0)  # [1, KVH, L, D]
         values = values.transpose(0, 1).unsqueeze(0)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 LogitsWanted = Literal["none", "last", "all"]
 _GATHER_ROUNDS = 4
+_DECODE_GROUP_MAX_KEYS = 1024  # longer contexts decode alone, in place, rather than padded+copied
+_DENSE_RANGE = 1.5  # attend in place when the slot range is at most this much larger
 
 
 @dataclass(eq=False)
@@ -210,11 +212,11 @@ class Scheduler:
             first_new = seq.num_tokens
             write += seq.table.slots[first_new : first_new + c.length]
             kv_slots = seq.slot_tensor(device)[: first_new + c.length]
-            if c.length == 1:
+            if c.length == 1 and kv_slots.numel() <= _DECODE_GROUP_MAX_KEYS:
                 single.append((c.row, kv_slots, seq.id))
             else:
-                mask = causal_mask(c.length, first_new + c.length, device)
-                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, seq.id))
+                kv_range, mask = attention_layout(kv_slots, c.length)
+                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, seq.id, kv_range))
             rows += self._logit_rows(c)
 
         def as_long(values: list[int]) -> Tensor:
@@ -272,3 +274,22 @@ def _decode_group(
         mask = (ar[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
     rows = torch.tensor([r for r, _, _ in single], dtype=torch.long, device=device)
     return DecodeGroup(rows, index, mask, tuple(i for _, _, i in single))
+
+
+def attention_layout(slots: Tensor, n: int) -> tuple[tuple[int, int] | None, Tensor | None]:
+    """How a sequence attends: in place over a slot range (plus a mask), or by gathering.
+
+    Query i of the n new tokens (the last n of `slots`) sees the keys [0, L - n + i] in the
+    sequence's order. When the slots fill most of a range of the pool, attention reads that range
+    in place and a mask hides the slots of other sequences; otherwise they are gathered.
+    """
+    length = slots.numel()
+    lo, hi = int(slots.min()), int(slots.max()) + 1
+    if hi - lo == length and (length == 1 or bool((slots[1:] - slots[:-1] == 1).all())):
+        return (lo, hi), causal_mask(n, length, slots.device)  # contiguous, in order
+    if hi - lo > _DENSE_RANGE * length:
+        return None, causal_mask(n, length, slots.device)
+    rank = torch.full((hi - lo,), -1, dtype=torch.long, device=slots.device)
+    rank[slots - lo] = torch.arange(length, device=slots.device)
+    limit = torch.arange(length - n, length, device=slots.device)  # last key each query sees
+    return (lo, hi), (rank[None, :] >= 0) & (rank[None, :] <= limit[:, None])

@@ -18,6 +18,9 @@ async def test_constrained_weather_agent_on_smollm2(mode: str) -> None:
     for call in result.calls:  # the grammar admits only known tools with valid arguments
         assert call.ok and call.name == "get_weather" and call.arguments["city"] in CITIES
         assert call.injected_at is not None
-        assert f"[INTR] {call.id} [HEAD] {CITIES[call.arguments['city']][1]} [END]" in result.transcript
+        assert (
+            f"[INTR] {call.id} [HEAD] {CITIES[call.arguments['city']][1]} [END]"
+            in result.transcript
+        )
     assert result.usage.cached_prompt_tokens > result.usage.prompt_tokens  # system prompt cached
     assert "[INTR]" not in result.output

@@ -82,3 +82,24 @@ async def test_real_model_matches_transformers_gguf() -> None:
     ref = hf_logits(ref_model, tokens)
     assert (ours - ref).abs().max().item() < 1e-3
     assert int(ours[-1].argmax()) == int(ref[-1].argmax())
+
+
+@pytest.mark.parametrize("other_chunk", [3, 40])  # little or much of another context in between
+async def test_fragmented_pages_attend_exactly(engine: Engine, twin, other_chunk: int) -> None:
+    """Pages of a context interleaved with another's: in-place attention with a mask over the
+    foreign slots (dense case) or gathering (sparse case) both match transformers."""
+    from asynclm.engine.scheduler import attention_layout
+
+    tokens = _tokens(120, seed=7)
+    ctx, other = engine.context(), engine.context()
+    for start in range(0, 100, 20):
+        ctx.append(tokens[start : start + 20])
+        await ctx.flush()
+        other.append(_tokens(other_chunk, seed=start))
+        await other.flush()
+    ours = await ctx.forward(tokens[100:])
+    slots = ctx._seq.slot_tensor(engine.device)
+    kv_range, _ = attention_layout(slots, 20)
+    assert (kv_range is not None) == (other_chunk == 3)
+    ref = hf_logits(twin, tokens)[100:]
+    assert (ours - ref).abs().max().item() < 1e-4

@@ -1,0 +1,77 @@
+"""Scheduler policy: batching, chunked prefill, cancellation, failures."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from asynclm.engine.engine import Engine
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_decode_steps_interleave_with_a_long_prefill(tiny) -> None:
+    engine = Engine.from_loaded(tiny, num_pages=1024, page_size=16, max_batch_tokens=64)
+    order: list[str] = []
+
+    async def long_prefill() -> None:
+        async with engine.context() as ctx:
+            ctx.append(list(range(100, 1100)))  # 1000 tokens: 16 chunks of <= 64 while others wait
+            await ctx.flush()
+            order.append("prefill done")
+
+    async def decode() -> None:
+        async with engine.context() as ctx:
+            ctx.append([1, 2, 3])
+            async for step in ctx.generate(max_tokens=5, stop_at_eos=False):
+                order.append(f"token {step.index}")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(long_prefill)
+        tg.start_soon(decode)
+    assert order.index("token 4") < order.index("prefill done")  # decode was not held back
+    assert engine.scheduler.stats.max_sequences == 2
+
+
+async def test_a_cancelled_waiter_is_dropped_and_others_go_on(tiny, monkeypatch) -> None:
+    engine = Engine.from_loaded(tiny, num_pages=1024, page_size=16, max_batch_tokens=32)
+    engine.scheduler.max_solo_tokens = 32  # chunk even when alone
+    a, b = engine.context(), engine.context()
+    a.append(list(range(100, 900)))
+    b.append([5, 6, 7])
+    complete = engine.scheduler._complete
+    with anyio.CancelScope() as scope:
+
+        def complete_then_cancel(*args):
+            complete(*args)
+            scope.cancel()  # the caller is cancelled after the first chunk
+
+        monkeypatch.setattr(engine.scheduler, "_complete", complete_then_cancel)
+        await a.flush()
+    monkeypatch.undo()
+    assert a.num_cached == 32 and a.num_tokens == 800  # what was not computed stays pending
+    assert engine.scheduler.num_pending == 0
+    await b.flush()
+    await a.flush()  # and it can be finished later
+    assert a.num_cached == 800
+    a.release()
+    b.release()
+    assert engine.pool.num_used == 0
+
+
+async def test_a_failing_forward_fails_its_batch_cleanly(tiny, monkeypatch) -> None:
+    engine = Engine.from_loaded(tiny, num_pages=64, page_size=16)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    ctx = engine.context()
+    ctx.append([1, 2, 3])
+    monkeypatch.setattr(engine.scheduler, "_execute", broken)
+    with pytest.raises(RuntimeError, match="device lost"):
+        await ctx.flush()
+    assert ctx.num_cached == 0 and ctx.num_tokens == 3 and engine.pool.num_used == 0
+    monkeypatch.undo()
+    await ctx.flush()
+    assert ctx.num_cached == 3
+    ctx.release()
