@@ -67,12 +67,16 @@ class PagePool:
             self._refcounts[p] += 1
 
     def release(self, pages: list[int]) -> None:
+        freed = []
         for p in pages:
             if self._refcounts[p] <= 0:
                 raise ValueError(f"page {p} released more often than retained")
             self._refcounts[p] -= 1
             if self._refcounts[p] == 0:
-                self._free.append(p)
+                freed.append(p)
+        # Highest first onto the stack, so the next allocation takes them in ascending order:
+        # a context then gets contiguous, in-order slots that attention can read in place.
+        self._free.extend(sorted(freed, reverse=True))
 
 
 @dataclass(slots=True)

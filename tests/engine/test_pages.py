@@ -197,3 +197,12 @@ def test_random_operations_smoke_many_seeds() -> None:
     for t in tables:
         t.release(pool)
     assert pool.num_free == 32
+
+
+def test_reallocation_after_release_is_ascending() -> None:
+    pool = PagePool(8, 4)
+    t = PageTable(4)
+    t.plan_append(pool, 20)
+    t.release(pool)
+    again = PageTable(4)
+    assert again.plan_append(pool, 20).slots == list(range(20))  # contiguous, in order
