@@ -30,6 +30,17 @@ class SequenceBatch:
     mask: Tensor | None = None  # [length, keys] bool; None: plain causal (or no mask for 1 token)
     seq_id: int = 0  # opaque id of the sequence
     kv_range: tuple[int, int] | None = None  # attend to the pool's slots [lo, hi) in place
+    runs: tuple[KeyRun, ...] = ()  # or to a few contiguous runs in place, merged exactly
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRun:
+    """Contiguous pool slots [lo, hi) holding consecutive keys of a sequence."""
+
+    lo: int
+    hi: int
+    bias: Tensor | None = None  # [new tokens, hi - lo] additive mask (0 / -inf); None: all visible
+    empty: Tensor | None = None  # [new tokens] bool: queries that see no key of this run
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +223,8 @@ class Attention(nn.Module):
 
     def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache) -> Tensor:
         n = q.shape[0]
+        if seq.runs:
+            return self._attend_runs(q, seq.runs, kv)
         if seq.kv_range is not None:  # no copy: the pool's own slots (mask hides foreign ones)
             keys, values = kv.view(self.layer, *seq.kv_range)  # [R, KVH, D] each
         else:
@@ -224,6 +237,34 @@ class Attention(nn.Module):
             q, keys, values, attn_mask=seq.mask, is_causal=causal, enable_gqa=True
         )
         return out[0].transpose(0, 1).reshape(n, -1)  # [n, H*D]
+
+    def _attend_runs(self, q: Tensor, runs: tuple[KeyRun, ...], kv: KVCache) -> Tensor:
+        """Attention over several in-place runs of keys, merged with their log-sum-exps.
+
+        Queries sharing a KV head are stacked ([1, KVH, G*n, D]) so no key is copied per head.
+        """
+        n, groups = q.shape[0], self.num_heads // self.num_kv_heads
+        qg = q.view(n, self.num_kv_heads, groups, self.head_dim).permute(1, 2, 0, 3)
+        qg = qg.reshape(1, self.num_kv_heads, groups * n, self.head_dim)  # [1, KVH, G*n, D]
+        outs, lses = [], []
+        for run in runs:
+            keys, values = kv.view(self.layer, run.lo, run.hi)  # [R, KVH, D] views
+            bias = None if run.bias is None else run.bias.repeat(groups, 1)  # [G*n, R]
+            out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                qg,
+                keys.transpose(0, 1).unsqueeze(0),
+                values.transpose(0, 1).unsqueeze(0),
+                attn_mask=bias,
+            )
+            if run.empty is not None:  # the kernel reports 0 for rows it saw nothing of
+                lse = lse.masked_fill(run.empty.repeat(groups), float("-inf"))
+            outs.append(out)
+            lses.append(lse)
+        lse = torch.stack(lses)  # [runs, 1, KVH, G*n]
+        weights = torch.softmax(lse, dim=0).unsqueeze(-1)  # each run's share of the total
+        out = (torch.stack(outs) * weights).sum(0)  # [1, KVH, G*n, D]
+        out = out.view(self.num_kv_heads, groups, n, self.head_dim).permute(2, 0, 1, 3)
+        return out.reshape(n, -1)  # [n, H*D] (head = kv_head * G + g)
 
     def _attend_decode(self, q: Tensor, group: DecodeGroup, kv: KVCache) -> Tensor:
         b, length = group.kv_index.shape

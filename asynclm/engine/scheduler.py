@@ -16,7 +16,7 @@ import anyio
 import torch
 from torch import Tensor
 
-from asynclm.engine.model import BatchMeta, DecodeGroup, SequenceBatch, causal_mask
+from asynclm.engine.model import BatchMeta, DecodeGroup, KeyRun, SequenceBatch, causal_mask
 from asynclm.engine.pages import PoolExhaustedError
 from asynclm.engine.scope import QuotaExceededError
 
@@ -28,6 +28,7 @@ LogitsWanted = Literal["none", "last", "all"]
 _GATHER_ROUNDS = 4
 _DECODE_GROUP_MAX_KEYS = 1024  # longer contexts decode alone, in place, rather than padded+copied
 _DENSE_RANGE = 1.5  # attend in place when the slot range is at most this much larger
+_MAX_RUNS = 4  # at most this many contiguous runs are attended one by one and merged
 
 
 @dataclass(eq=False)
@@ -215,8 +216,8 @@ class Scheduler:
             if c.length == 1 and kv_slots.numel() <= _DECODE_GROUP_MAX_KEYS:
                 single.append((c.row, kv_slots, seq.id))
             else:
-                kv_range, mask = attention_layout(kv_slots, c.length)
-                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, seq.id, kv_range))
+                kv_range, mask, runs = attention_layout(kv_slots, c.length)
+                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, seq.id, kv_range, runs))
             rows += self._logit_rows(c)
 
         def as_long(values: list[int]) -> Tensor:
@@ -276,20 +277,45 @@ def _decode_group(
     return DecodeGroup(rows, index, mask, tuple(i for _, _, i in single))
 
 
-def attention_layout(slots: Tensor, n: int) -> tuple[tuple[int, int] | None, Tensor | None]:
-    """How a sequence attends: in place over a slot range (plus a mask), or by gathering.
+def attention_layout(
+    slots: Tensor, n: int
+) -> tuple[tuple[int, int] | None, Tensor | None, tuple[KeyRun, ...]]:
+    """How a sequence attends: `(kv_range, mask, runs)`.
 
     Query i of the n new tokens (the last n of `slots`) sees the keys [0, L - n + i] in the
-    sequence's order. When the slots fill most of a range of the pool, attention reads that range
-    in place and a mask hides the slots of other sequences; otherwise they are gathered.
+    sequence's order. Attention reads the pool in place when it can: one contiguous run (plain
+    causal), a few runs (merged exactly, e.g. a cached prompt module plus the question), or a
+    dense range with a mask hiding other sequences' slots; else the keys are gathered.
     """
     length = slots.numel()
     lo, hi = int(slots.min()), int(slots.max()) + 1
-    if hi - lo == length and (length == 1 or bool((slots[1:] - slots[:-1] == 1).all())):
-        return (lo, hi), causal_mask(n, length, slots.device)  # contiguous, in order
+    breaks = (slots[1:] - slots[:-1] != 1).nonzero().flatten().tolist() if length > 1 else []
+    if not breaks:
+        return (lo, hi), causal_mask(n, length, slots.device), ()
+    if len(breaks) < _MAX_RUNS and slots.device.type == "cpu":
+        return None, None, _key_runs(slots, n, breaks)
     if hi - lo > _DENSE_RANGE * length:
-        return None, causal_mask(n, length, slots.device)
+        return None, causal_mask(n, length, slots.device), ()
     rank = torch.full((hi - lo,), -1, dtype=torch.long, device=slots.device)
     rank[slots - lo] = torch.arange(length, device=slots.device)
     limit = torch.arange(length - n, length, device=slots.device)  # last key each query sees
-    return (lo, hi), (rank[None, :] >= 0) & (rank[None, :] <= limit[:, None])
+    return (lo, hi), (rank[None, :] >= 0) & (rank[None, :] <= limit[:, None]), ()
+
+
+def _key_runs(slots: Tensor, n: int, breaks: list[int]) -> tuple[KeyRun, ...]:
+    length = slots.numel()
+    first_new = length - n
+    bounds = [0, *(b + 1 for b in breaks), length]
+    runs = []
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        lo = int(slots[start])
+        if end <= first_new + 1:  # only keys every new token sees
+            runs.append(KeyRun(lo, lo + end - start))
+            continue
+        ranks = torch.arange(start, end, device=slots.device)
+        limit = torch.arange(first_new, length, device=slots.device)
+        visible = ranks[None, :] <= limit[:, None]  # [n, run]: causal inside the run
+        bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))
+        empty = ~visible.any(-1)
+        runs.append(KeyRun(lo, lo + end - start, bias, empty if bool(empty.any()) else None))
+    return tuple(runs)

@@ -99,7 +99,24 @@ async def test_fragmented_pages_attend_exactly(engine: Engine, twin, other_chunk
         await other.flush()
     ours = await ctx.forward(tokens[100:])
     slots = ctx._seq.slot_tensor(engine.device)
-    kv_range, _ = attention_layout(slots, 20)
+    kv_range, _, runs = attention_layout(slots, 20)
+    assert not runs  # five runs: more than are merged one by one
     assert (kv_range is not None) == (other_chunk == 3)
     ref = hf_logits(twin, tokens)[100:]
     assert (ours - ref).abs().max().item() < 1e-4
+
+
+async def test_new_tokens_spanning_separate_runs_attend_exactly(engine: Engine, twin) -> None:
+    """Runs merged by log-sum-exp, with queries that see nothing of a later run."""
+    from asynclm.engine.scheduler import attention_layout
+
+    tokens = _tokens(16, seed=9)
+    ctx, other = engine.context(), engine.context()
+    ctx.append(tokens[:10])  # pages of 4: the third page is half full
+    await ctx.flush()
+    other.append([7, 8])  # takes the next page
+    await other.flush()
+    ours = await ctx.forward(tokens[10:])  # 2 tokens fill ctx's page, 4 go to a later page
+    _, _, runs = attention_layout(ctx._seq.slot_tensor(engine.device), 6)
+    assert len(runs) == 2 and runs[1].empty is not None
+    assert (ours - hf_logits(twin, tokens)[10:]).abs().max().item() < 1e-4
