@@ -9,6 +9,7 @@ leadership on. Long prefills are chunked, so decode latency of other contexts st
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -307,7 +308,7 @@ def _key_runs(slots: Tensor, n: int, breaks: list[int]) -> tuple[KeyRun, ...]:
     first_new = length - n
     bounds = [0, *(b + 1 for b in breaks), length]
     runs = []
-    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, end in itertools.pairwise(bounds):
         lo = int(slots[start])
         if end <= first_new + 1:  # only keys every new token sees
             runs.append(KeyRun(lo, lo + end - start))
