@@ -185,7 +185,7 @@ def _orders(chains: tuple[tuple[Step, ...], ...]) -> list[list[Step]]:
 def _makespan(order: list[Step], block: dict[str, float], latency: dict[str, float]) -> float:
     """Write the calls one after another (a call can start only once its predecessor's result
     is in); the answer can start when the last result is in."""
-    t, done = 0.0, {}
+    t, done = 0.0, dict[str, float]()
     for step in order:
         t = max(t, done.get(_PREDECESSOR.get(step.call_id, ""), 0.0)) + block[step.call_id]
         done[step.call_id] = t + latency[step.name]
