@@ -37,36 +37,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the figures here")
 
 
-def hf_twin(engine: Any) -> Any:
-    """transformers' LlamaForCausalLM with exactly the engine's weights (plain layout)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from asynclm.engine.loader import to_hf_state_dict
-
-    cfg = engine.config
-    options: dict[str, Any] = {
-        "vocab_size": cfg.vocab_size,
-        "hidden_size": cfg.hidden_size,
-        "intermediate_size": cfg.intermediate_size,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_kv_heads,
-        "head_dim": cfg.head_dim,
-        "rms_norm_eps": cfg.rms_norm_eps,
-        "rope_theta": cfg.rope_theta,
-        "max_position_embeddings": cfg.max_position,
-        "tie_word_embeddings": cfg.tie_embeddings,
-        "attention_bias": cfg.attention_bias,
-        "bos_token_id": cfg.bos_token_id,
-        "eos_token_id": list(cfg.eos_token_ids) or None,
-        "attn_implementation": "sdpa",
-    }
-    model = LlamaForCausalLM(LlamaConfig(**options))
-    state = {k: v.detach().contiguous() for k, v in engine.model.state_dict().items()}
-    model.load_state_dict(to_hf_state_dict(cfg, state), strict=False)
-    return model.eval().to(engine.device)
-
-
 def _prompts(n: int, count: int, seed: int = 0) -> list[list[int]]:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(100, 40000, (count, n), generator=g).tolist()
@@ -124,9 +94,13 @@ def _agreement(a: list[list[int]], b: list[list[int]]) -> float:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from asynclm.engine.engine import Engine
+    from asynclm.engine.loader import to_transformers
+    from asynclm.engine.model import Transformer
 
     engine = Engine.load(args.model)
-    model = hf_twin(engine)
+    if not isinstance(engine.model, Transformer):
+        raise ValueError("the engine benchmark needs a transformer model, not a scripted one")
+    model = to_transformers(engine.model)
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     ours = lambda p, n: anyio.run(engine_generate, engine, p, n)  # noqa: E731
     ref = lambda p, n: hf_generate(model, p, n)  # noqa: E731

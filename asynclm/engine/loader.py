@@ -298,3 +298,34 @@ def _load_cached(
     model = _build(cfg, load_file(str(folder / "weights.safetensors")), dtype, device)
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
     return LoadedModel(model, Tokenizer(tok), name, key)
+
+
+def to_transformers(model: Transformer) -> Any:
+    """A transformers `LlamaForCausalLM` carrying exactly `model`'s weights (plain layout, sdpa
+    attention): the reference our forward is tested and benchmarked against."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = model.config
+    options: dict[str, Any] = {
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_layers,
+        "num_attention_heads": cfg.num_heads,
+        "num_key_value_heads": cfg.num_kv_heads,
+        "head_dim": cfg.head_dim,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "max_position_embeddings": cfg.max_position,
+        "tie_word_embeddings": cfg.tie_embeddings,
+        "attention_bias": cfg.attention_bias,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_id": list(cfg.eos_token_ids) or None,
+        "attn_implementation": "sdpa",
+    }
+    if cfg.rope_scaling:
+        options["rope_scaling"] = dict(cfg.rope_scaling)
+    hf = LlamaForCausalLM(LlamaConfig(**options))
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    hf.load_state_dict(to_hf_state_dict(cfg, state), strict=False)
+    return hf.eval().to(model.device)
