@@ -5,8 +5,9 @@ fixed token rate; tools are `simulated` (deterministic FNV-1a latencies of 30-50
 AsyncLM evaluation). Two tasks:
 - parallel: 4 independent calls, then an answer;
 - multistep: 3 chains of 3 dependent calls (a call needs its predecessor's result), then an answer.
-The scripted model behaves like a tuned model: it writes every call that is ready (slowest
-first), waits with a trap when nothing is ready, and answers once every result is in.
+The scripted model behaves like a tuned model: it writes every call that is ready (the one with
+the most latency left on its chain first), waits with a trap when nothing is ready, and answers
+once every result is in.
 
 Ideal lower bound of a task (no mode can beat it): the model writes one token at a time, so
     ideal = prompt_prefill + min over orders [ schedule(order) ] + answer_tokens * t_token
@@ -116,8 +117,15 @@ def call_text(step: Step) -> str:
 
 
 def make_policy(task: Task, latency: dict[str, float]):
-    """The scripted model's behaviour: ready calls (slowest first), traps, then the answer."""
+    """The scripted model's behaviour: ready calls, longest-running first (by the latency left on
+    the call's chain, as the AsyncLM model learns to), traps, then the answer."""
     from asynclm.backends.scripted import TurnState
+
+    remaining = {
+        step.call_id: sum(latency[s.name] for s in chain[k:])
+        for chain in task.chains
+        for k, step in enumerate(chain)
+    }
 
     def policy(state: TurnState) -> str:
         done = {i.id for i in state.interrupts}
@@ -129,7 +137,7 @@ def make_policy(task: Task, latency: dict[str, float]):
             if call_text(chain[k]) not in written and (k == 0 or chain[k - 1].call_id in done)
         ]
         if ready:
-            return call_text(max(ready, key=lambda s: latency[s.name]))
+            return call_text(max(ready, key=lambda s: remaining[s.call_id]))
         if len(done & {s.call_id for s in task.steps}) < len(task.steps):
             return "[TRAP][END]"
         return task.answer if task.answer not in written else ""
