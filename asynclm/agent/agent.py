@@ -15,7 +15,6 @@ from asynclm.agent.prompting import system_modules
 from asynclm.agent.result import MODES, Mode, RunResult, Usage
 from asynclm.agent.run import AgentRun
 from asynclm.agent.tool import Tool, tool
-from asynclm.cml.tokens import INTR
 from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
 from asynclm.engine.grammar import Constraint
@@ -97,8 +96,6 @@ class Agent:
         self._extra_constraint = constraint
         self.constrained = constrained
         self.max_calls = max_calls
-        self._banned_ids: list[int] | None = None
-        self._guard_ready = False
 
     # ---- model -------------------------------------------------------------------------------
     @property
@@ -109,11 +106,9 @@ class Agent:
         return self._engine
 
     def _make_constraint(self) -> Any:
+        """The run's decoding constraint: the forgery guard (it also masks an `[INTR]` special
+        token), plus the turn grammar and any user constraint."""
         engine = self.engine
-        intr = engine.tokenizer.token_id(INTR)
-        self._banned_ids = (
-            [intr] if intr is not None and INTR in engine.tokenizer.hf.get_vocab() else None
-        )
         constraints: list[Constraint] = [ForgeryGuard(engine.tokenizer)]
         if self.constrained:
             from asynclm.agent.constrained import turn_grammar

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskGroup
@@ -138,12 +138,8 @@ class AgentRun:
         assert self._ctx is not None  # set by execute() before driving
         if self._remaining <= 0:
             return "length"
-        agent = self.agent
         gen = self._ctx.generate(
-            agent.sampler,
-            max_tokens=self._remaining,
-            constrain=self._constraint,
-            ban=agent._banned_ids,
+            self.agent.sampler, max_tokens=self._remaining, constrain=self._constraint
         )
         span = self.trace.begin("generate", category="decode")
         steps = 0
@@ -322,6 +318,3 @@ class AgentRun:
 
     def _now(self) -> float:
         return time.perf_counter() - self._started
-
-    def stats(self) -> dict[str, Any]:
-        return {"pending": len(self._pending), "ready": len(self._ready)}
