@@ -29,7 +29,7 @@ LogitsWanted = Literal["none", "last", "all"]
 _GATHER_ROUNDS = 4
 _DECODE_GROUP_MAX_KEYS = 1024  # longer contexts decode alone, in place, rather than padded+copied
 _DENSE_RANGE = 1.5  # attend in place when the slot range is at most this much larger
-_MAX_RUNS = 4  # at most this many contiguous runs are attended one by one and merged
+_MAX_RUNS = 16  # at most this many contiguous runs are attended one by one and merged
 
 
 @dataclass(eq=False)

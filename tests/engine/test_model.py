@@ -84,26 +84,30 @@ async def test_real_model_matches_transformers_gguf() -> None:
     assert int(ours[-1].argmax()) == int(ref[-1].argmax())
 
 
-@pytest.mark.parametrize("other_chunk", [3, 40])  # little or much of another context in between
-async def test_fragmented_pages_attend_exactly(engine: Engine, twin, other_chunk: int) -> None:
-    """Pages of a context interleaved with another's: in-place attention with a mask over the
-    foreign slots (dense case) or gathering (sparse case) both match transformers."""
+@pytest.mark.parametrize(
+    ("chunk", "total", "path"),
+    [(20, 120, "runs"), (8, 176, "dense"), (4, 120, "gather")],
+)
+async def test_fragmented_pages_attend_exactly(
+    engine: Engine, twin, chunk: int, total: int, path: str
+) -> None:
+    """A context's pages interleaved with another's (one page each time): a few runs merged by
+    log-sum-exp, a dense range read in place under a mask, or gathered keys all match
+    transformers."""
     from asynclm.engine.scheduler import attention_layout
 
-    tokens = _tokens(120, seed=7)
+    tokens = _tokens(total + 20, seed=7)
     ctx, other = engine.context(), engine.context()
-    for start in range(0, 100, 20):
-        ctx.append(tokens[start : start + 20])
+    for start in range(0, total, chunk):
+        ctx.append(tokens[start : start + chunk])
         await ctx.flush()
-        other.append(_tokens(other_chunk, seed=start))
+        other.append(_tokens(3, seed=start))  # one page of 4
         await other.flush()
-    ours = await ctx.forward(tokens[100:])
-    slots = ctx._seq.slot_tensor(engine.device)
-    kv_range, _, runs = attention_layout(slots, 20)
-    assert not runs  # five runs: more than are merged one by one
-    assert (kv_range is not None) == (other_chunk == 3)
-    ref = hf_logits(twin, tokens)[100:]
-    assert (ours - ref).abs().max().item() < 1e-4
+    ours = await ctx.forward(tokens[total:])
+    kv_range, _, runs = attention_layout(ctx._seq.slot_tensor(engine.device), 20)
+    taken = "runs" if runs else ("dense" if kv_range is not None else "gather")
+    assert taken == path
+    assert (ours - hf_logits(twin, tokens)[total:]).abs().max().item() < 1e-4
 
 
 async def test_new_tokens_spanning_separate_runs_attend_exactly(engine: Engine, twin) -> None:
