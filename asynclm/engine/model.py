@@ -182,8 +182,8 @@ def _scale_inv_freq(inv_freq: Tensor, cfg: ModelConfig) -> Tensor:
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """x: [T, H, D]; cos/sin: [T, D]."""
     half = x.shape[-1] // 2
-    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-    return x * cos[:, None, :] + rotated * sin[:, None, :]
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1).mul_(sin[:, None, :])
+    return torch.addcmul(rotated, x, cos[:, None, :])
 
 
 class Attention(nn.Module):
@@ -289,7 +289,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         gate, up = self.w13.forward_parts(x, self.split)
-        return self.w2(F.silu(gate) * up)
+        return self.w2(F.silu(gate).mul_(up))  # silu's output is ours: multiply in place
 
 
 class Block(nn.Module):
