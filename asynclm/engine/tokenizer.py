@@ -114,7 +114,9 @@ class Tokenizer:
 
     def add_special_tokens(self, tokens: Iterable[str]) -> list[int]:
         """Add tokens as special tokens (never split); returns their ids."""
-        new = [t for t in tokens if self.token_id(t) is None or t not in self.hf.get_vocab()]
+        tokens = list(tokens)
+        vocab = self.hf.get_vocab()
+        new = [t for t in tokens if t not in vocab]
         if new:
             self.hf.add_special_tokens(
                 {"additional_special_tokens": new}, replace_extra_special_tokens=False

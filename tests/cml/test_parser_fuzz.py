@@ -22,6 +22,7 @@ from asynclm.cml import (
     format_call,
     format_trap,
 )
+from tests.cml.test_parser import merged
 
 EXAMPLES = 400
 DRAWN_PER_EXAMPLE = 2
@@ -120,16 +121,6 @@ def check_events(events, text):
             assert isinstance(event, Text) and event.raw and not open_block
             assert not any(marker in event.raw for marker in MARKERS)
     assert not open_block
-
-
-def merged(events):
-    out = []
-    for event in events:
-        if isinstance(event, Text) and out and isinstance(out[-1], Text):
-            out[-1] = Text(out[-1].raw + event.raw)
-        else:
-            out.append(event)
-    return out
 
 
 def check_stream(stream, rnd):
