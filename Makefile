@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.asynclm-installed
 
-.PHONY: demo test test-real lint typecheck bench-engine bench-cache bench-agent clean
+.PHONY: demo test test-real lint typecheck arch bench-engine bench-cache bench-agent clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy asynclm
+
+# Layer contracts (import-linter), no import circles, no access to another object's privates.
+arch: $(STAMP)
+	$(PY) .ci/architecture.py
 
 bench-engine: $(STAMP)
 	$(VENV)/bin/asynclm bench engine --json runs/bench_engine.json
