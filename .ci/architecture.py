@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPED = {"tools": "tools", "finetune": "finetune", "bfcl_eval": "bfcl_eval", "inferlets": "inferlets"}
+MAPPED = ("tools", "finetune", "bfcl_eval", "inferlets")  # folders installed as asynclm.<name>
 OWNERS = {"self", "cls"}
 
 
@@ -29,9 +29,9 @@ def installed_layout(target: Path) -> Path:
     """Copy the sources into `target/asynclm` as they are installed; returns `target`."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "data")
     shutil.copytree(ROOT / "asynclm", target / "asynclm", ignore=ignore)
-    for name, folder in MAPPED.items():
+    for folder in MAPPED:
         if (ROOT / folder).is_dir():
-            shutil.copytree(ROOT / folder, target / "asynclm" / name, ignore=ignore)
+            shutil.copytree(ROOT / folder, target / "asynclm" / folder, ignore=ignore)
     return target
 
 
@@ -84,10 +84,13 @@ def _external_modules(tree: ast.Module) -> set[str]:
                 for a in node.names
                 if not a.name.startswith("asynclm")
             }
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if not node.module.startswith("asynclm"):
-                names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and _is_external(node.module):
+            names |= {a.asname or a.name for a in node.names}
     return names
+
+
+def _is_external(module: str | None) -> bool:
+    return bool(module) and not str(module).startswith("asynclm")
 
 
 def _root(value: ast.expr) -> ast.expr:
@@ -110,7 +113,7 @@ def _is_owner(value: ast.expr, allowed: set[str]) -> bool:
 
 
 def main() -> int:
-    folders = [ROOT / "asynclm", *(ROOT / f for f in MAPPED.values())]
+    folders = [ROOT / "asynclm", *(ROOT / f for f in MAPPED)]
     problems = [
         hit
         for folder in folders
