@@ -45,6 +45,7 @@ class AgentRun:
     """
 
     def __init__(self, spec: RunSpec, prompt: str) -> None:
+        self._constraint = spec.make_constraint()  # before the clock starts (grammars compile)
         self.spec = spec
         self.prompt = prompt
         self.mode = spec.mode.name
@@ -59,7 +60,6 @@ class AgentRun:
             self.trace, self._emit, threads=spec.tool_threads, timeout=spec.tool_timeout
         )
         self._parser = CMLParser(call_ids=CallIds(reserved=RUNTIME_IDS))
-        self._constraint = spec.make_constraint()
         self._remaining = spec.max_tokens
         self._empty_traps = 0
         self._result: RunResult | None = None
