@@ -74,7 +74,8 @@ def describe_function(function: Callable[..., Any], name: str | None = None) -> 
     if problems:
         raise ToolDefinitionError(repr(tool_name), problems)
     model = _arguments_model(tool_name, params, arg_docs)
-    return FunctionDescription(tool_name, summary, object_schema(model), ModelValidator(model))
+    schema = object_schema(model)
+    return FunctionDescription(tool_name, summary, schema, ModelValidator(model, schema))
 
 
 def _signature_parameters(

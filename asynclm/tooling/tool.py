@@ -39,8 +39,9 @@ class Tool:
         latency: The tool's estimated seconds per call, stated in its documentation so that
             the model can start the slowest ready call first; None when unknown.
         validator: Checks a call's arguments and returns the keyword arguments for `function`
-            (built once, when the tool is defined); by default the JSON schema `parameters`,
-            compiled. `@tool` sets the pydantic model of the function's parameters.
+            (built once, when the tool is defined). `@tool` sets the pydantic model of the
+            function's parameters; otherwise, or when `parameters` is not the validator's
+            `schema` (e.g. after `dataclasses.replace`), the JSON schema is compiled.
     """
 
     name: str
@@ -55,7 +56,8 @@ class Tool:
 
     def __post_init__(self) -> None:
         problems = _field_problems(self)
-        if self.validator is None and isinstance(self.parameters, dict):
+        stale = getattr(self.validator, "schema", None) != self.parameters
+        if stale and isinstance(self.parameters, dict):
             try:
                 object.__setattr__(self, "validator", SchemaValidator(self.parameters))
             except ValueError as exc:
@@ -215,6 +217,8 @@ def _field_problems(tool: Tool) -> list[str]:
         problems.append(f"latency must be a non-negative number of seconds, got {tool.latency!r}")
     if tool.validator is not None and not callable(tool.validator):
         problems.append("validator is not callable")
+    elif tool.validator is not None and not hasattr(tool.validator, "schema"):
+        problems.append("validator needs the `schema` it validates")
     return problems
 
 

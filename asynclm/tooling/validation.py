@@ -11,8 +11,7 @@ function expects (Enum members, pydantic models, tuples, dates).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,7 +25,19 @@ from asynclm.cml.call import (
 __all__ = ["ArgumentValidator", "ModelValidator", "SchemaValidator"]
 
 Arguments = dict[str, Any]
-ArgumentValidator = Callable[[Arguments], Arguments]
+
+
+class ArgumentValidator(Protocol):
+    """Checks a call's arguments against `schema`; returns the function's keyword arguments."""
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema of the arguments it validates."""
+        ...
+
+    def __call__(self, arguments: Arguments) -> Arguments:
+        """Raises `CallArgumentError` listing every problem."""
+        ...
 
 
 class ModelValidator:
@@ -37,10 +48,12 @@ class ModelValidator:
 
     Args:
         model: The model of the parameters; field aliases are the parameter names.
+        schema: The model's JSON schema as the tool states it.
     """
 
-    def __init__(self, model: type[BaseModel]) -> None:
+    def __init__(self, model: type[BaseModel], schema: dict[str, Any]) -> None:
         self.model = model
+        self.schema = schema
         self._aliases = {name: info.alias or name for name, info in model.model_fields.items()}
 
     def __call__(self, arguments: Arguments) -> Arguments:

@@ -210,3 +210,24 @@ def test_latency_is_part_of_the_description() -> None:
     for bad in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ToolDefinitionError, match="latency must be a non-negative"):
             Tool.from_schema(doc, latency=bad)
+
+
+@pytest.mark.anyio
+async def test_a_replaced_schema_gets_its_own_validator() -> None:
+    @tool
+    def f(n: int) -> Any:
+        return n
+
+    assert f.validator is not None and f.validator.schema == f.parameters
+    same = dataclasses.replace(f, timeout=5.0)
+    assert same.validator is f.validator  # the pydantic model still fits its parameters
+    loose = {"type": "object", "properties": {"n": {"type": "string"}}}
+    other = dataclasses.replace(f, parameters=loose)
+    assert await other.invoke({"n": "x"}) == "x"  # validated by the new schema, not the model
+    with pytest.raises(CallArgumentError, match="n: 1 is not of type 'string'"):
+        await other.invoke({"n": 1})
+
+
+def test_a_validator_must_say_what_it_validates() -> None:
+    with pytest.raises(ToolDefinitionError, match="validator needs the `schema`"):
+        Tool("t", "", {"type": "object"}, validator=lambda arguments: arguments)  # type: ignore[arg-type]
