@@ -21,7 +21,7 @@ from asynclm.agent.result import CallRecord
 from asynclm.tooling import Tool
 from asynclm.trace import Trace
 
-__all__ = ["ERROR_ID", "RUNTIME_IDS", "USER_ID", "Calls", "Injection"]
+__all__ = ["ERROR_ID", "RUNTIME_IDS", "USER_ID", "CallTracker", "Injection"]
 
 USER_ID = "user"  # the id of user interrupts
 ERROR_ID = "error"  # the id of errors not tied to a call (a malformed block)
@@ -37,7 +37,7 @@ class Injection:
     record: CallRecord | None = None
 
 
-class Calls:
+class CallTracker:
     """The run's calls in flight, calls held back for later, and interrupts ready to inject.
 
     Args:

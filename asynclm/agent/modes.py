@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from anyio.abc import TaskGroup
 
-from asynclm.agent.calls import Calls
+from asynclm.agent.calls import CallTracker
 from asynclm.agent.result import MODES, CallRecord, Mode
 from asynclm.tooling import Tool
 
@@ -35,11 +35,11 @@ class CallingMode(ABC):
     pauses_after_rejection: ClassVar[bool] = False
 
     @abstractmethod
-    def dispatch(self, calls: Calls, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
+    def dispatch(self, calls: CallTracker, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
         """Schedule a valid call; returns whether generation must pause for it now."""
 
     @abstractmethod
-    async def wait(self, calls: Calls, tg: TaskGroup) -> None:
+    async def wait(self, calls: CallTracker, tg: TaskGroup) -> None:
         """At a pause: start and wait for what this mode needs before injecting."""
 
 
@@ -50,11 +50,11 @@ class SyncMode(CallingMode):
     name: ClassVar[Mode] = "sync"
     pauses_after_rejection: ClassVar[bool] = True
 
-    def dispatch(self, calls: Calls, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
+    def dispatch(self, calls: CallTracker, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
         calls.start(tg, tool, record)
         return True
 
-    async def wait(self, calls: Calls, tg: TaskGroup) -> None:
+    async def wait(self, calls: CallTracker, tg: TaskGroup) -> None:
         calls.collect()
         if calls.pending:
             await calls.wait(all_pending=True)
@@ -66,11 +66,11 @@ class SyncParallelMode(CallingMode):
 
     name: ClassVar[Mode] = "sync-parallel"
 
-    def dispatch(self, calls: Calls, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
+    def dispatch(self, calls: CallTracker, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
         calls.defer(tool, record)
         return False
 
-    async def wait(self, calls: Calls, tg: TaskGroup) -> None:
+    async def wait(self, calls: CallTracker, tg: TaskGroup) -> None:
         calls.start_deferred(tg)
         calls.collect()
         if calls.pending:
@@ -83,11 +83,11 @@ class AsyncMode(CallingMode):
 
     name: ClassVar[Mode] = "async"
 
-    def dispatch(self, calls: Calls, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
+    def dispatch(self, calls: CallTracker, tg: TaskGroup, tool: Tool, record: CallRecord) -> bool:
         calls.start(tg, tool, record)
         return False
 
-    async def wait(self, calls: Calls, tg: TaskGroup) -> None:
+    async def wait(self, calls: CallTracker, tg: TaskGroup) -> None:
         calls.collect()
         if calls.pending and not calls.ready:
             await calls.wait(all_pending=False)

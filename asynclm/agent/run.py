@@ -15,7 +15,7 @@ import math
 import anyio
 from anyio.abc import TaskGroup
 
-from asynclm.agent.calls import ERROR_ID, RUNTIME_IDS, USER_ID, Calls, Injection
+from asynclm.agent.calls import ERROR_ID, RUNTIME_IDS, USER_ID, CallTracker, Injection
 from asynclm.agent.dispatch import CallRejected, interrupt_value, resolve_call, short
 from asynclm.agent.events import (
     AgentEvent,
@@ -56,7 +56,7 @@ class AgentRun:
         self.transcript = ""
         self.errors: list[str] = []
         self._events_send, self._events = anyio.create_memory_object_stream[AgentEvent](math.inf)
-        self._calls = Calls(
+        self._tracker = CallTracker(
             self.trace, self._emit, threads=spec.tool_threads, timeout=spec.tool_timeout
         )
         self._parser = CMLParser(call_ids=CallIds(reserved=RUNTIME_IDS))
@@ -67,7 +67,7 @@ class AgentRun:
     # ---- public ------------------------------------------------------------------------------
     async def interrupt(self, text: str) -> None:
         """Inject a user message into the live generation (when the model is outside a block)."""
-        await self._calls.send(Injection(USER_ID, text))
+        await self._tracker.send(Injection(USER_ID, text))
 
     def __aiter__(self) -> AgentRun:
         return self
@@ -103,7 +103,7 @@ class AgentRun:
             self._finish_text()
         finally:
             self._events_send.close()
-            self._calls.close()
+            self._tracker.close()
         self._result = self._make_result(reason)
         return self._result
 
@@ -113,7 +113,7 @@ class AgentRun:
             if reason in _PAUSES:
                 await self._pause(ctx, tg)
                 continue
-            if self._remaining > 0 and self._calls.outstanding:
+            if self._remaining > 0 and self._tracker.outstanding:
                 if reason == "eos":  # the model ended its turn with calls in flight
                     ctx.truncate(ctx.num_tokens - 1)
                 await self._pause(ctx, tg)
@@ -139,17 +139,17 @@ class AgentRun:
                 if pause is not None:
                     gen.stop()
                     return pause
-                self._calls.collect()
+                self._tracker.collect()
                 if self._parser.safe_to_inject:
-                    self._inject(ctx, self._calls.take_ready())
+                    self._inject(ctx, self._tracker.take_ready())
             return gen.finish_reason or "length"
         finally:
             self.trace.end(span, tokens=steps)
 
     async def _pause(self, ctx: BackendContext, tg: TaskGroup) -> None:
         """At a trap, a sync pause or an early end: wait as the mode says, then inject."""
-        await self.spec.mode.wait(self._calls, tg)
-        ready = self._calls.take_ready()
+        await self.spec.mode.wait(self._tracker, tg)
+        ready = self._tracker.take_ready()
         if ready:
             self._empty_traps = 0
             self._inject(ctx, ready)
@@ -189,7 +189,7 @@ class AgentRun:
         self.calls.append(record)
         self.trace.instant("dispatch", category="call", call_id=event.id, tool=tool.name)
         self._emit(CallDispatched(event.id, tool.name, arguments, now))
-        return "call" if self.spec.mode.dispatch(self._calls, tg, tool, record) else None
+        return "call" if self.spec.mode.dispatch(self._tracker, tg, tool, record) else None
 
     def _reject(self, call_id: str, reason: str, body: str = "") -> None:
         now = self.trace.now()
@@ -198,7 +198,7 @@ class AgentRun:
         )
         self.calls.append(record)
         self.errors.append(reason)
-        self._calls.add_ready(Injection(call_id, interrupt_value(record), record))
+        self._tracker.add_ready(Injection(call_id, interrupt_value(record), record))
 
     def _finish_text(self) -> None:
         for event in self._parser.close():
