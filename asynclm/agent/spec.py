@@ -16,7 +16,6 @@ import anyio
 
 from asynclm.agent.modes import CallingMode
 from asynclm.backends.protocol import BackendContext
-from asynclm.engine.grammar import Constraint
 from asynclm.engine.sampling import Sampler
 from asynclm.tooling import Tool
 
@@ -25,8 +24,9 @@ __all__ = ["ConstraintFactory", "ContextFactory", "RunConstraint", "RunSpec"]
 DEFAULT_MAX_EMPTY_TRAPS = 3
 
 
-class RunConstraint(Constraint, Protocol):
-    """A decoding constraint over a whole run: it forgets its state when text is injected."""
+class RunConstraint(Protocol):
+    """A run's decoding constraint, of a kind its backend applies (the local engine: a logit
+    mask, `asynclm.engine.grammar.Constraint`); it forgets its state when text is injected."""
 
     def reset(self) -> None:
         """Forget what was sampled so far (the runtime injected text after it)."""

@@ -18,9 +18,8 @@ the same small protocol:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
-from asynclm.engine.grammar import Constraint
 from asynclm.engine.sampling import Sampler
 
 __all__ = ["BackendContext", "BackendGeneration", "BackendStep", "BackendTokenizer"]
@@ -84,7 +83,7 @@ class BackendContext(Protocol):
         sampler: Sampler,
         *,
         max_tokens: int,
-        constrain: Constraint | None = None,
+        constrain: Any = None,
         ban: Sequence[int] | None = None,
     ) -> BackendGeneration:
         """Start generating at most `max_tokens` tokens.
@@ -92,7 +91,9 @@ class BackendContext(Protocol):
         Args:
             sampler: How to pick tokens.
             max_tokens: The most tokens to generate.
-            constrain: A decoding constraint (logit mask per step), where supported.
+            constrain: A decoding constraint of a kind the backend applies (the local engine:
+                an `asynclm.engine.grammar.Constraint`, a logit mask per step); a backend
+                refuses a kind it cannot apply with a ValueError.
             ban: Token ids that may never be generated.
         """
         ...
