@@ -17,8 +17,9 @@ import hashlib
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn, Protocol
+from typing import NoReturn
 
+from asynclm.engine.chat import ChatFormat
 from asynclm.promptcache.schema import (
     Encoding,
     Module,
@@ -54,27 +55,8 @@ __all__ = [
 Encoder = Callable[[str], Sequence[int]]
 
 
-class ChatFormat(Protocol):
-    """How role tags render: the text before and after a turn's content."""
-
-    def role_prefix(self, role: str) -> str:
-        """Text that opens a turn of `role`."""
-        ...
-
-    def role_suffix(self, role: str) -> str:
-        """Text that closes a turn of `role`."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ChatML:
-    """The ChatML template (SmolLM2, Qwen2): `<|im_start|>role\\n ... <|im_end|>\\n`."""
-
-    def role_prefix(self, role: str) -> str:
-        return f"<|im_start|>{role}\n"
-
-    def role_suffix(self, role: str) -> str:
-        return "<|im_end|>\n"
+# The ChatML template (SmolLM2, Qwen2); kept under this name for the PML API.
+ChatML = ChatFormat.chatml
 
 
 # --- the schema layout ------------------------------------------------------------------------
@@ -267,7 +249,7 @@ def layout_schema(
     Raises:
         PMLError: The schema does not fit below `max_position`.
     """
-    chat = ChatML() if chat is None else chat
+    chat = ChatFormat.chatml() if chat is None else chat
     walker = _Walker(encode, chat)
     length = walker.lay_out(schema.children)
     _check_window(length, max_position, f"schema {schema.name!r}")
