@@ -34,14 +34,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from asynclm.promptcache.layout import (
-    ParameterSegment,
-    PromptPlan,
-    SchemaLayout,
-    TextSegment,
-    layout_schema,
-    plan_prompt,
-)
+from asynclm.promptcache.layout import SchemaLayout, layout_schema, plan_prompt
+from asynclm.promptcache.plan import ParameterSegment, PromptPlan, TextSegment
 from asynclm.promptcache.pml import parse_prompt, parse_schema
 from asynclm.promptcache.schema import ModulePath, PMLError, Prompt, Schema, Select
 from asynclm.promptcache.store import ModuleStore
