@@ -8,20 +8,14 @@ shared), so a prompt attaches the chain's entries in order. Each entry counts it
 against the budget. Entries are evicted least recently used first, but never while a live
 context pinned them and never before their children (who need them).
 
-With a `disk_dir`, every new entry is also written to a safetensors file (its own tokens,
-positions and K/V; written to a temporary file, then renamed) named after a format version, the
-engine's fingerprint and dtype, and the module key. The module key hashes the module's tokens and
-positions, so a changed text or model can never read a stale file: it looks for another name.
-Files are checked again on load (format, fingerprint, key, parent, tokens, positions, shape); a
+With a `disk_dir`, every new entry is also written to a safetensors file (see `files`); a
 corrupt or mismatched file is skipped with a `ModuleStoreWarning`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
-import uuid
 import warnings
 import weakref
 from collections import OrderedDict
@@ -31,9 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from asynclm.promptcache.files import FORMAT_VERSION, ModuleFiles
 
 if TYPE_CHECKING:
     from asynclm.engine.context import Context
@@ -41,9 +34,6 @@ if TYPE_CHECKING:
     from asynclm.engine.exports import Exports
 
 __all__ = ["FORMAT_VERSION", "ModuleStore", "ModuleStoreWarning", "StoreEntry", "StoreStats"]
-
-FORMAT_VERSION = "1"
-_SUFFIX = ".safetensors"
 
 # Namespaces in use per engine, so two stores on one engine never share export names.
 _NAMESPACES: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
@@ -114,8 +104,10 @@ class ModuleStore:
             raise ValueError(f"memory_bytes must be >= 0, got {memory_bytes}")
         self.namespace = _claim_namespace(engine, namespace)
         self.disk_dir = None if disk_dir is None else Path(disk_dir)
+        self.files: ModuleFiles | None = None
         if self.disk_dir is not None:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
+            self.files = ModuleFiles(self.disk_dir, engine.fingerprint, str(engine.kv.dtype))
         self._entries: OrderedDict[str, StoreEntry] = OrderedDict()  # oldest use first
         weakref.finalize(self, _close, engine, self.namespace, self._entries)
         self._children: dict[str, set[str]] = {}
@@ -271,12 +263,7 @@ class ModuleStore:
     # ---- disk --------------------------------------------------------------------------------
     def path(self, key: str) -> Path | None:
         """The file of `key` for this engine's model (None without a `disk_dir`)."""
-        if self.disk_dir is None:
-            return None
-        h = hashlib.blake2b(digest_size=20, person=b"pc-store")
-        for part in (FORMAT_VERSION, self.engine.fingerprint, str(self.engine.kv.dtype), key):
-            h.update(part.encode() + b"\x00")
-        return self.disk_dir / (h.hexdigest() + _SUFFIX)
+        return None if self.files is None else self.files.path(key)
 
     async def load(
         self,
@@ -296,14 +283,15 @@ class ModuleStore:
             parent: The entry it extends; it must be in memory ("prefix" chains load in order).
             owner: Pins the entry (see `pin`).
         """
-        path = self.path(key)
-        if path is None or (parent is not None and parent not in self._entries):
+        files = self.files
+        if files is None or (parent is not None and parent not in self._entries):
             return None
+        path = files.path(key)
         if not await anyio.to_thread.run_sync(path.exists):
             return None
+        shape = self.engine.kv.values_shape(len(tokens))
         try:
-            meta, saved = await anyio.to_thread.run_sync(_read_file, path)
-            kv = self._check_file(meta, saved, key, tokens, positions, parent)
+            kv = await anyio.to_thread.run_sync(files.read, key, parent, tokens, positions, shape)
         except Exception as exc:  # any unreadable file is a miss, never a crash
             self._disk_errors += 1
             warnings.warn(
@@ -320,57 +308,17 @@ class ModuleStore:
         self.trim()
         return entry
 
-    def _check_file(
-        self,
-        meta: dict[str, str],
-        saved: dict[str, torch.Tensor],
-        key: str,
-        tokens: Sequence[int],
-        positions: Sequence[int],
-        parent: str | None,
-    ) -> torch.Tensor:
-        """The file's K/V, or ValueError saying why the file does not fit."""
-        expected = {
-            "format": FORMAT_VERSION,
-            "fingerprint": self.engine.fingerprint,
-            "dtype": str(self.engine.kv.dtype),
-            "key": key,
-            "parent": parent or "",
-        }
-        for field, value in expected.items():
-            if meta.get(field) != value:
-                raise ValueError(f"{field} is {meta.get(field)!r}, expected {value!r}")
-        same = saved["tokens"].tolist() == list(tokens)
-        if not same or saved["positions"].tolist() != list(positions):
-            raise ValueError("its tokens or positions differ from the module's")
-        cfg = self.engine.config
-        shape = (cfg.num_layers, 2, len(tokens), cfg.num_kv_heads, cfg.head_dim)
-        kv = saved["kv"]
-        if tuple(kv.shape) != shape:
-            raise ValueError(f"K/V of shape {tuple(kv.shape)}, expected {shape}")
-        return kv
-
     async def _write(self, entry: StoreEntry) -> None:
-        path = self.path(entry.key)
-        if path is None:
+        if self.files is None:
             return
         tokens, positions, kv = self.exports.export_kv(entry.name)
-        tensors = {
-            "tokens": torch.tensor(tokens, dtype=torch.int64),
-            "positions": torch.tensor(positions, dtype=torch.int64),
-            "kv": kv,
-        }
-        meta = {
-            "format": FORMAT_VERSION,
-            "fingerprint": self.engine.fingerprint,
-            "dtype": str(self.engine.kv.dtype),
-            "key": entry.key,
-            "parent": entry.parent or "",
-        }
         try:
-            await anyio.to_thread.run_sync(_write_file, path, tensors, meta)
+            await anyio.to_thread.run_sync(
+                self.files.write, entry.key, entry.parent, tokens, positions, kv
+            )
         except OSError as exc:  # a full disk costs the warm start, not the request
             self._disk_errors += 1
+            path = self.files.path(entry.key)
             warnings.warn(f"could not write {path}: {exc}", ModuleStoreWarning, stacklevel=2)
             return
         self._disk_writes += 1
@@ -404,18 +352,3 @@ def _close(engine: Engine, namespace: str, entries: dict[str, StoreEntry]) -> No
 def _drop(exports: Exports, entry: StoreEntry) -> None:
     if exports.has(entry.name):
         exports.drop(entry.name)
-
-
-def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        return meta, {name: f.get_tensor(name) for name in ("tokens", "positions", "kv")}
-
-
-def _write_file(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
