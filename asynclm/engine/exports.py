@@ -90,11 +90,7 @@ class Exports:
     def names(self, scope: Scope | None = None) -> list[str]:
         """Exports visible from `scope`: its own and the shared ones, sorted."""
         scope = scope or self.root
-        if scope.name:
-            prefix = scope.name + "\x00"
-            own = {k[len(prefix) :] for k in self._exports if k.startswith(prefix)}
-        else:
-            own = {k for k in self._exports if "\x00" not in k}
+        own = {name for key in self._exports if (name := scope.own_name(key)) is not None}
         return sorted(own | {s for s in scope.shared if s in self._exports})
 
     def drop(self, name: str, scope: Scope | None = None) -> None:
@@ -107,8 +103,7 @@ class Exports:
     def drop_scope(self, scope: Scope) -> None:
         """Drop every export a child scope made itself (not the ones shared with it)."""
         if scope.name:
-            prefix = scope.name + "\x00"
-            for key in [k for k in self._exports if k.startswith(prefix)]:
+            for key in [k for k in self._exports if scope.own_name(k) is not None]:
                 self._exports.pop(key).table.release(self.pool)
 
     def export_kv(

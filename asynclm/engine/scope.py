@@ -54,6 +54,13 @@ class Scope:
             raise ValueError(f"invalid export name {name!r}")
         return f"{self.name}\x00{name}" if self.name else name
 
+    def own_name(self, key: str) -> str | None:
+        """The name of an engine-wide key if it is one of this scope's own exports, else None."""
+        if not self.name:
+            return None if "\x00" in key else key
+        scope, sep, name = key.partition("\x00")
+        return name if sep and scope == self.name else None
+
     def resolve(self, name: str) -> str:
         """Engine-wide key of `name` as seen from this scope: a shared export or its own."""
         return name if name in self.shared else self.export_key(name)
