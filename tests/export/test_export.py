@@ -79,11 +79,35 @@ def test_hf_bfloat16_halves_the_weights(merged, tmp_path) -> None:
     assert merged.model.dtype == torch.float32  # the merged model is left as it was
 
 
-@pytest.mark.parametrize("outtype", ["f32", "f16", "q8_0"])
-def test_gguf_loads_back_in_transformers(merged, ids, tmp_path, outtype) -> None:
+@pytest.fixture(scope="module")
+def gguf_files(merged, tmp_path_factory):
+    """Exported GGUF files by type, written once (reading one back takes seconds)."""
+    folder = tmp_path_factory.mktemp("gguf")
+    cache: dict[str, object] = {}
+
+    def get(outtype: str):
+        if outtype not in cache:
+            cache[outtype] = export_gguf(
+                merged, folder / f"m-{outtype}.gguf", outtype=outtype, progress=False
+            )
+        return cache[outtype]
+
+    return get
+
+
+# f32 and f16 take the same path as q8_0 but for the storage type: slow runs check them too
+@pytest.mark.parametrize(
+    "outtype",
+    [
+        pytest.param("f32", marks=pytest.mark.slow),
+        pytest.param("f16", marks=pytest.mark.slow),
+        "q8_0",
+    ],
+)
+def test_gguf_loads_back_in_transformers(merged, ids, gguf_files, outtype) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = export_gguf(merged, tmp_path / f"m-{outtype}.gguf", outtype=outtype, progress=False)
+    path = gguf_files(outtype)
     kwargs = {"gguf_file": path.name, "local_files_only": True}
     model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kwargs)
     expected = _hf_logits(merged.model, ids)
@@ -95,11 +119,10 @@ def test_gguf_loads_back_in_transformers(merged, ids, tmp_path, outtype) -> None
     assert tokenizer.chat_template == merged.tokenizer.chat_template
 
 
-def test_gguf_metadata_marks_the_markers_user_defined(merged, tmp_path) -> None:
+def test_gguf_metadata_marks_the_markers_user_defined(merged, gguf_files) -> None:
     import gguf
 
-    path = export_gguf(merged, tmp_path / "m.gguf", outtype="q8_0", progress=False)
-    reader = gguf.GGUFReader(path)
+    reader = gguf.GGUFReader(gguf_files("q8_0"))
     tokens = reader.get_field("tokenizer.ggml.tokens").contents()
     types = reader.get_field("tokenizer.ggml.token_type").contents()
     for marker, i in zip(MARKERS, merged.marker_ids, strict=True):
@@ -131,3 +154,17 @@ def test_bad_requests_are_clear_errors(merged, tiny_base, tmp_path) -> None:
     with pytest.raises(FileExistsError, match="--force"):
         export_gguf(merged, tmp_path / "taken.gguf")
     assert (tmp_path / "taken.gguf").read_bytes() == b""  # nothing lost
+
+
+def test_the_command_writes_both_formats(tiny_base, tiny_adapter, tmp_path, capsys) -> None:
+    from asynclm.cli import main
+
+    adapter = str(tiny_adapter[0])
+    args = ["export", "--model", str(tiny_base), "--adapter", adapter]
+    assert main([*args, "--format", "hf", "--out", str(tmp_path / "hf")]) == 0
+    assert (tmp_path / "hf" / "model.safetensors").exists()
+    assert main([*args, "--format", "hf", "--out", str(tmp_path / "hf")]) == 1
+    assert "--force" in capsys.readouterr().err
+    gguf_args = ["--format", "gguf", "--dtype", "q8_0", "--out", str(tmp_path / "m.gguf")]
+    assert main([*args, *gguf_args]) == 0
+    assert (tmp_path / "m.gguf").stat().st_size > 1_000_000
