@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from asynclm.backends.remote import (
+    Ban,
     MalformedResponse,
     RemoteBackend,
     RemoteHTTPError,
@@ -105,9 +106,11 @@ async def test_bans_become_logit_bias(make_server, cml_tokenizer) -> None:
         ctx.user("Hi")
         ctx.assistant()
         await ctx.generate(max_tokens=3, ban=[49156]).collect_text()
+        await ctx.generate(max_tokens=3, ban=[7], constrain=Ban([49156, 9])).collect_text()
         with pytest.raises(ValueError, match="local decoding constraint"):
             ctx.generate(constrain=object())
     assert server.requests[0]["logit_bias"] == {"49156": -100}
+    assert server.requests[1]["logit_bias"] == {"7": -100, "9": -100, "49156": -100}
 
 
 async def test_stop_closes_the_connection(make_server, cml_tokenizer) -> None:

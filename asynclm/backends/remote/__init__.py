@@ -6,6 +6,7 @@ calling over `/v1/chat/completions` serves sync and sync-parallel modes on any m
 """
 
 from asynclm.backends.remote.backend import RemoteBackend, load_tokenizer
+from asynclm.backends.remote.constraints import Ban, RemoteConstraint, gbnf_literal
 from asynclm.backends.remote.context import RemoteContext
 from asynclm.backends.remote.errors import (
     MalformedResponse,
@@ -20,8 +21,10 @@ from asynclm.backends.remote.spec import Timeouts, parse_backend
 from asynclm.backends.remote.stats import RemoteStats, Submission
 
 __all__ = [
+    "Ban",
     "MalformedResponse",
     "RemoteBackend",
+    "RemoteConstraint",
     "RemoteContext",
     "RemoteError",
     "RemoteGeneration",
@@ -32,6 +35,7 @@ __all__ = [
     "ServerUnavailable",
     "Submission",
     "Timeouts",
+    "gbnf_literal",
     "load_tokenizer",
     "parse_backend",
 ]

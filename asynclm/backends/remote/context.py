@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from anyio.abc import TaskGroup
 
+from asynclm.backends.remote.constraints import RemoteConstraint
 from asynclm.backends.remote.generation import RemoteGeneration
 from asynclm.engine.sampling import Sampler
 from asynclm.engine.tokenizer import Tokenizer
@@ -103,15 +104,16 @@ class RemoteContext:
             sampler: decoding (greedy by default); sent as the request's sampling fields.
             max_tokens: the most tokens to generate, across resubmissions.
             stop: strings that end the generation (checked here, on the streamed text).
-            constrain: not available remotely (a server cannot run a local logit mask);
-                must be None.
+            constrain: a `RemoteConstraint` (e.g. `Ban`), turned into request fields at each
+                submission; a local-only constraint (logit mask, xgrammar matcher) is refused.
             ban: token ids that may never be sampled (sent as `logit_bias`).
         """
         self._check_open()
-        if constrain is not None:
+        if constrain is not None and not isinstance(constrain, RemoteConstraint):
             raise ValueError(
-                "remote backends cannot apply a local decoding constraint (grammar or logit "
-                "mask): run constrained agents on the local engine"
+                f"a remote backend cannot apply the local decoding constraint {constrain!r}: "
+                "a server takes constraints as request fields (RemoteConstraint, e.g. Ban); "
+                "run grammar-constrained agents on the local engine"
             )
         if self._generation is not None:
             if self._generation.in_step:
@@ -120,7 +122,9 @@ class RemoteContext:
         if not self._tokens:
             raise ValueError("cannot generate from an empty context: append a prompt first")
         params = self.backend.sampling_fields(sampler or Sampler(), ban or ())
-        gen = RemoteGeneration(self, self._tg, params, max_tokens=max_tokens, stop=stop or ())
+        gen = RemoteGeneration(
+            self, self._tg, params, max_tokens=max_tokens, stop=stop or (), constrain=constrain
+        )
         self._generation = gen
         return gen
 

@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from asynclm.backends.remote.client import Chunk, StreamDropped
+from asynclm.backends.remote.constraints import RemoteConstraint
 from asynclm.backends.remote.errors import RemoteTimeout
 from asynclm.backends.remote.stats import Reason, Submission
 from asynclm.engine.generation import FinishReason, Step
@@ -41,6 +42,7 @@ class RemoteGeneration:
         *,
         max_tokens: int,
         stop: Sequence[str] = (),
+        constrain: RemoteConstraint | None = None,
     ) -> None:
         if max_tokens < 0:
             raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
@@ -53,6 +55,7 @@ class RemoteGeneration:
         self._tg = task_group
         self._params = params
         self._stop_strings = [s for s in stop if s]
+        self._constraint = constrain
         self._stop_requested = False
         self._queued: deque[Step] = deque()
         self._scope: anyio.CancelScope | None = None
@@ -179,6 +182,8 @@ class RemoteGeneration:
         remaining = self.max_tokens - len(self.tokens)
         self._submission = self.ctx.backend.record_submission(self.ctx, reason, prompt, discarded)
         body = {**self._params, **self.ctx.backend.prompt_field(prompt), "max_tokens": remaining}
+        if self._constraint is not None:
+            body = _merge_fields(body, self._constraint.remote_fields(self.ctx.text))
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
         self._scope, self._receive, self._restart = anyio.CancelScope(), receive, None
         self._sent_at = time.perf_counter()
@@ -230,3 +235,11 @@ class RemoteGeneration:
         async for _ in self:
             pass
         return self.text
+
+
+def _merge_fields(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Add a constraint's fields; logit biases from both sides are combined."""
+    merged = {**body, **extra}
+    if "logit_bias" in body and "logit_bias" in extra:
+        merged["logit_bias"] = {**body["logit_bias"], **extra["logit_bias"]}
+    return merged

@@ -1,0 +1,57 @@
+"""Decoding constraints a server can apply: each describes itself as request fields.
+
+A local constraint masks logits in-process, which no server lets a client do. A
+`RemoteConstraint` instead turns into fields of each (re)submitted request: banned tokens
+into `logit_bias`, a grammar into llama.cpp's `grammar`. `Ban` works on both backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from asynclm.engine.sampling import ban_tokens
+
+
+@runtime_checkable
+class RemoteConstraint(Protocol):
+    """A constraint that a server applies from request fields."""
+
+    def remote_fields(self, prompt_text: str) -> dict[str, Any]:
+        """Fields to add to a request whose prompt is `prompt_text`."""
+        ...
+
+
+class Ban:
+    """Token ids that may never be sampled: a logit mask locally, `logit_bias` remotely."""
+
+    def __init__(self, token_ids: Sequence[int]) -> None:
+        self.token_ids = tuple(sorted(set(token_ids)))
+        self._tensor = torch.tensor(self.token_ids, dtype=torch.long) if self.token_ids else None
+
+    def remote_fields(self, prompt_text: str) -> dict[str, Any]:
+        return {"logit_bias": {str(t): -100 for t in self.token_ids}} if self.token_ids else {}
+
+    # ---- the local Constraint interface ------------------------------------------------------
+    def mask(self, logits: Tensor) -> None:
+        ban_tokens(logits, self._tensor)
+
+    def advance(self, token: int) -> None:
+        pass
+
+    def is_finished(self) -> bool:
+        return False
+
+    def reset(self) -> None:
+        pass
+
+
+def gbnf_literal(text: str) -> str:
+    """A llama.cpp grammar admitting exactly `text` (then the end of the turn)."""
+    escaped = (
+        text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+    )
+    return f'root ::= "{escaped}"'
