@@ -30,9 +30,7 @@ class MergedModel:
     added_markers: tuple[str, ...]
 
 
-def merge(
-    model: str = DEFAULT_MODEL, adapter: str | os.PathLike[str] | None = None
-) -> MergedModel:
+def merge(model: str = DEFAULT_MODEL, adapter: str | os.PathLike[str] | None = None) -> MergedModel:
     """Merge `adapter` (a PEFT LoRA folder, or None) into `model` and add the CML markers.
 
     The engine's own loader does the merging (one owner: what is exported is exactly what

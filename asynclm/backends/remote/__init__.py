@@ -6,7 +6,7 @@ calling over `/v1/chat/completions` serves sync and sync-parallel modes on any m
 """
 
 from asynclm.backends.remote.backend import RemoteBackend, load_tokenizer
-from asynclm.backends.remote.constraints import Ban, RemoteConstraint, gbnf_literal
+from asynclm.backends.remote.constraints import Ban, ForcedText, RemoteConstraint, gbnf_literal
 from asynclm.backends.remote.context import RemoteContext
 from asynclm.backends.remote.errors import (
     MalformedResponse,
@@ -22,6 +22,7 @@ from asynclm.backends.remote.stats import RemoteStats, Submission
 
 __all__ = [
     "Ban",
+    "ForcedText",
     "MalformedResponse",
     "RemoteBackend",
     "RemoteConstraint",

@@ -7,7 +7,7 @@ into `logit_bias`, a grammar into llama.cpp's `grammar`. `Ban` works on both bac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -55,3 +55,18 @@ def gbnf_literal(text: str) -> str:
         text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
     )
     return f'root ::= "{escaped}"'
+
+
+class ForcedText:
+    """Make the server write exactly the text `remainder(prompt_text)` (a llama.cpp grammar).
+
+    The model still computes every token (real prefill and decode cost), but what it writes is
+    scripted: benchmarks and tests use it to run a known agent trace on a real server. Each
+    (re)submission asks `remainder` again, so a script can react to injected interrupts.
+    """
+
+    def __init__(self, remainder: Callable[[str], str]) -> None:
+        self.remainder = remainder
+
+    def remote_fields(self, prompt_text: str) -> dict[str, Any]:
+        return {"grammar": gbnf_literal(self.remainder(prompt_text))}

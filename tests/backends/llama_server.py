@@ -1,0 +1,71 @@
+"""A real `python -m llama_cpp.server` on loopback, serving a GGUF file we exported."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.backends.fake_server import free_port
+
+SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
+
+
+def missing_server_modules() -> list[str]:
+    """What `python -m llama_cpp.server` needs and this environment lacks."""
+    return [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+
+
+SKIP_REASON = (
+    "llama-cpp-python with its server extras is not installed (it compiles from source for "
+    "10-15 minutes: `make install-llama-cpp`, then `make test-server`); missing: "
+)
+
+
+@contextmanager
+def llama_cpp_server(model: Path, *, n_ctx: int = 4096, timeout: float = 180.0) -> Iterator[str]:
+    """Start the server on a free loopback port; yields its `openai:` spec; stops it after."""
+    port = free_port()
+    log = model.with_suffix(f".server{port}.log")
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", str(n_ctx), "--n_threads", str(os.cpu_count() or 2), "--verbose", "true",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_ready(process, port, timeout, log)
+        yield f"openai:http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen, port: int, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited ({process.returncode}): {_tail(log)}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"llama_cpp.server not ready after {timeout:g} s: {_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
