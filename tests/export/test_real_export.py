@@ -10,7 +10,7 @@ from asynclm.engine.engine import Engine
 from asynclm.export import export_gguf, export_hf, merge
 from tests.export.adapters import make_cml_adapter
 
-pytestmark = [pytest.mark.real_model, pytest.mark.anyio]
+pytestmark = [pytest.mark.real_model, pytest.mark.anyio, pytest.mark.timeout(1200)]
 TEXT = "[CALL] w1 [HEAD] get_weather(city='Paris') [END] [TRAP][END][INTR] w1 [HEAD] 21 C [END]"
 
 
@@ -30,13 +30,22 @@ def _logits(model, ids: list[int]) -> torch.Tensor:
         return model(input_ids=torch.tensor([ids])).logits[0].float()
 
 
-async def test_real_export_matches_the_engine_and_transformers(real_adapter, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def merged(real_adapter):
+    return merge("smollm2-135m", real_adapter[0])
+
+
+@pytest.fixture(scope="module")
+def ids_and_expected(merged, real_adapter):
+    ids = merged.tokenizer.encode("<|im_start|>assistant\n" + TEXT, add_special_tokens=False)
+    return ids, _logits(real_adapter[1], ids)
+
+
+async def test_real_hf_export_matches_the_engine(merged, real_adapter, ids_and_expected, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    adapter, peft_model = real_adapter
-    merged = merge("smollm2-135m", adapter)
-    ids = merged.tokenizer.encode("<|im_start|>assistant\n" + TEXT, add_special_tokens=False)
-    expected = _logits(peft_model, ids)
+    adapter = real_adapter[0]
+    ids, expected = ids_and_expected
     folder = export_hf(merged, tmp_path / "hf")
     exported = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
     assert (_logits(exported, ids) - expected).abs().max() < 1e-3
@@ -47,6 +56,11 @@ async def test_real_export_matches_the_engine_and_transformers(real_adapter, tmp
         async with engine.context() as ctx:
             assert (await ctx.forward(ids) - expected).abs().max() < 1e-3
 
+
+def test_real_gguf_export_loads_back(merged, ids_and_expected, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    ids, expected = ids_and_expected
     gguf = export_gguf(merged, tmp_path / "m.gguf", outtype="q8_0", progress=False)
     reloaded = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
