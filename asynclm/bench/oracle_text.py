@@ -87,3 +87,45 @@ def turn_text(text: str, generation_prompt: str) -> str:
     """The text of the last assistant turn in a rendered conversation."""
     cut = text.rfind(generation_prompt)
     return text[cut + len(generation_prompt) :] if cut >= 0 else ""
+
+
+class ForcedTrace:
+    """Force the policy's trace on a real model: a local logit mask and a server grammar.
+
+    Args:
+        policy: the oracle (see `asynclm.bench.agent.make_policy`).
+        tokenizer: the model's tokenizer (encode, decode, chat, eos ids).
+        context_text: returns the live context's text (for the local engine's mask).
+    """
+
+    def __init__(self, policy: Policy, tokenizer: Any, context_text: Callable[[], str]) -> None:
+        self.policy = policy
+        self.tokenizer = tokenizer
+        self.context_text = context_text
+        self._eos = tokenizer.hf.eos_token_id
+
+    def next_text(self, text: str) -> str:
+        return remainder(self.policy, turn_text(text, self.tokenizer.chat.generation_prompt))
+
+    # ---- on a server: a grammar per (re)submission -------------------------------------------
+    def remote_fields(self, prompt_text: str) -> dict[str, Any]:
+        from asynclm.backends.remote.constraints import gbnf_literal
+
+        return {"grammar": gbnf_literal(self.next_text(prompt_text))}
+
+    # ---- on the local engine: every token but the next one is masked -------------------------
+    def mask(self, logits: Any) -> None:
+        rest = self.next_text(self.context_text())
+        allowed = self.tokenizer.encode(rest)[0] if rest else self._eos
+        keep = logits[..., allowed].clone()
+        logits.fill_(float("-inf"))
+        logits[..., allowed] = keep
+
+    def advance(self, token: int) -> None:
+        pass
+
+    def is_finished(self) -> bool:
+        return False
+
+    def reset(self) -> None:
+        pass

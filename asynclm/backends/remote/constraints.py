@@ -70,3 +70,6 @@ class ForcedText:
 
     def remote_fields(self, prompt_text: str) -> dict[str, Any]:
         return {"grammar": gbnf_literal(self.remainder(prompt_text))}
+
+    def reset(self) -> None:
+        """Nothing to forget: the grammar is rebuilt from the prompt at each submission."""
