@@ -141,7 +141,7 @@ def _add_tokenizer(writer: gguf.GGUFWriter, merged: MergedModel, pre: str) -> No
     writer.add_add_bos_token(False)  # the chat template writes what the model needs
 
 
-def token_table(hf_tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int]]:
+def token_table(hf_tokenizer: Any, vocab_size: int) -> tuple[list[str], list[gguf.TokenType]]:
     """Every token's text (byte-level BPE alphabet) and llama.cpp token type, by id.
 
     Rows of the embedding beyond the tokenizer's vocabulary (padding) become unused
@@ -151,7 +151,8 @@ def token_table(hf_tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int
     special = set(hf_tokenizer.all_special_tokens) | {
         t.content for t in hf_tokenizer.added_tokens_decoder.values() if t.special
     }
-    tokens, types = [], []
+    tokens: list[str] = []
+    types: list[gguf.TokenType] = []
     for i in range(vocab_size):
         text = by_id.get(i)
         if text is None:
@@ -163,7 +164,7 @@ def token_table(hf_tokenizer: Any, vocab_size: int) -> tuple[list[str], list[int
     return tokens, types
 
 
-def _token_type(text: str, special: set[str]) -> int:
+def _token_type(text: str, special: set[str]) -> gguf.TokenType:
     if text in MARKERS:
         return gguf.TokenType.USER_DEFINED
     return gguf.TokenType.CONTROL if text in special else gguf.TokenType.NORMAL
