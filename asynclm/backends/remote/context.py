@@ -46,6 +46,12 @@ class RemoteContext:
         return len(self._tokens)
 
     @property
+    def num_cached(self) -> int:
+        """Tokens reused rather than computed for this context: none client-side (what the
+        server's prefix cache reuses is in `backend.stats`)."""
+        return 0
+
+    @property
     def text(self) -> str:
         return self.tokenizer.decode(self._tokens)
 
