@@ -248,3 +248,14 @@ def test_specs_are_checked() -> None:
         Timeouts(connect=0)
     with pytest.raises(ValueError, match="attempts"):
         RetryPolicy(attempts=0)
+
+
+async def test_an_agent_prompt_opens_ready_for_the_turn(make_server, cml_tokenizer) -> None:
+    server = make_server(greeter)
+    backend = backend_for(server, cml_tokenizer)
+    async with backend.open_chat("Be brief.", "Hi") as ctx:
+        assert ctx.text.endswith("Hi<|im_end|>\n<|im_start|>assistant\n")
+        guard = backend.forgery_guard()
+        assert guard.token_ids == (cml_tokenizer.encode("[INTR]")[0],)
+        assert await ctx.generate(max_tokens=64, constrain=guard).collect_text() == greeter("")
+    assert server.requests[0]["logit_bias"] == {str(guard.token_ids[0]): -100}

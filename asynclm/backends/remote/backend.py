@@ -11,11 +11,13 @@ from typing import Any
 import anyio
 
 from asynclm.backends.remote.client import RemoteClient, ServerInfo
+from asynclm.backends.remote.constraints import Ban
 from asynclm.backends.remote.context import RemoteContext
 from asynclm.backends.remote.retry import RetryPolicy
 from asynclm.backends.remote.servers import PROFILES, ServerKind, ServerProfile
 from asynclm.backends.remote.spec import Timeouts, parse_backend
 from asynclm.backends.remote.stats import Reason, RemoteStats, Submission, common_prefix
+from asynclm.cml.tokens import INTR
 from asynclm.engine.sampling import Sampler
 from asynclm.engine.tokenizer import Tokenizer
 
@@ -118,6 +120,24 @@ class RemoteBackend:
                 ctx.release()
                 self._history.pop(id(ctx), None)
                 tg.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def open_chat(self, system: str | None, user: str) -> AsyncIterator[RemoteContext]:
+        """A context holding a system prompt and a user message, ready for the assistant's
+        turn (the agent's `open_context` on this backend)."""
+        async with self.context() as ctx:
+            if system:
+                ctx.system(system)
+            ctx.user(user)
+            ctx.assistant()
+            yield ctx
+
+    def forgery_guard(self) -> Ban:
+        """The run constraint that keeps the model from writing `[INTR]` itself: the marker's
+        token banned by `logit_bias` (a model without the token writes it in pieces, which no
+        server can mask; the CML parser still never takes a model's text for a result)."""
+        ids = self.tokenizer.encode(INTR)
+        return Ban(ids if len(ids) == 1 else ())
 
     # ---- requests ----------------------------------------------------------------------------
     def prompt_field(self, tokens: Sequence[int]) -> dict[str, Any]:
