@@ -9,7 +9,6 @@ Faults are queued per request: an HTTP status, a dropped connection, a malformed
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections import deque
@@ -80,13 +79,6 @@ def _without_interrupts(text: str) -> str:
     import re
 
     return re.sub(r"\[INTR\].*?\[END\]", "", text, flags=re.DOTALL)
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Handler(BaseHTTPRequestHandler):

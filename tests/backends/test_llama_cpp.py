@@ -6,8 +6,12 @@ from __future__ import annotations
 import pytest
 
 from asynclm.backends.remote import ForcedText, RemoteBackend
+from asynclm.backends.remote.llama_server import (
+    SKIP_REASON,
+    llama_cpp_server,
+    missing_server_modules,
+)
 from asynclm.cml.tokens import MARKERS
-from tests.backends.llama_server import SKIP_REASON, llama_cpp_server, missing_server_modules
 
 MISSING = missing_server_modules()
 pytestmark = [

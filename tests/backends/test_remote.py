@@ -19,7 +19,8 @@ from asynclm.backends.remote import (
     Timeouts,
 )
 from asynclm.backends.remote.client import StreamDropped
-from tests.backends.fake_server import Fault, free_port
+from asynclm.backends.remote.llama_server import free_port
+from tests.backends.fake_server import Fault
 
 pytestmark = pytest.mark.anyio
 FAST_RETRY = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.02, seed=0)

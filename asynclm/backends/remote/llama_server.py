@@ -1,9 +1,14 @@
-"""A real `python -m llama_cpp.server` on loopback, serving a GGUF file we exported."""
+"""Start llama-cpp-python's OpenAI-compatible server on loopback (tests and benchmarks).
+
+llama-cpp-python has no prebuilt CPU wheel: it compiles from source (10-15 minutes on 2 cores;
+`make install-llama-cpp`). `missing_server_modules()` says what is not installed.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -13,14 +18,19 @@ from pathlib import Path
 
 import httpx
 
-from tests.backends.fake_server import free_port
-
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
 
 
 def missing_server_modules() -> list[str]:
     """What `python -m llama_cpp.server` needs and this environment lacks."""
     return [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 SKIP_REASON = (
@@ -30,14 +40,30 @@ SKIP_REASON = (
 
 
 @contextmanager
-def llama_cpp_server(model: Path, *, n_ctx: int = 4096, timeout: float = 180.0) -> Iterator[str]:
-    """Start the server on a free loopback port; yields its `openai:` spec; stops it after."""
+def llama_cpp_server(
+    model: Path, *, n_ctx: int = 4096, n_threads: int | None = None, timeout: float = 180.0
+) -> Iterator[str]:
+    """Start the server on a free loopback port; yields its `openai:` spec; stops it after.
+
+    Args:
+        model: the GGUF file.
+        n_ctx: context window of its one sequence.
+        n_threads: CPU threads (default: all cores).
+        timeout: seconds to wait until it answers.
+
+    Raises:
+        RuntimeError: the server exited or did not answer in time (with its log's tail).
+    """
+    missing = missing_server_modules()
+    if missing:
+        raise RuntimeError(SKIP_REASON + ", ".join(missing))
     port = free_port()
     log = model.with_suffix(f".server{port}.log")
     command = [
         sys.executable, "-m", "llama_cpp.server",
         "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-        "--n_ctx", str(n_ctx), "--n_threads", str(os.cpu_count() or 2), "--verbose", "true",
+        "--n_ctx", str(n_ctx), "--n_threads", str(n_threads or os.cpu_count() or 2),
+        "--verbose", "true",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
