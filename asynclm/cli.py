@@ -19,6 +19,7 @@ BENCHMARKS = {
     "engine": ("asynclm.bench.engine", "inference core vs transformers"),
     "cache": ("asynclm.bench.cache", "Prompt Cache vs full prefill"),
     "agent": ("asynclm.bench.agent", "sync vs sync-parallel vs async agent latency"),
+    "backends": ("asynclm.bench.backends", "interrupts on a serving engine vs our engine"),
 }
 
 
