@@ -41,6 +41,7 @@ class FakeServer:
     token_ids: bool = False
     faults: deque[Fault] = field(default_factory=deque)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    chat_policy: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None
     disconnects: int = 0
     port: int = 0
 
@@ -103,6 +104,13 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.fake.faults.popleft() if self.fake.faults else Fault()
         if fault.status is not None:
             self._json(fault.status, {"error": {"message": f"injected {fault.status}"}})
+            return
+        if self.path == "/v1/chat/completions" and self.fake.chat_policy is not None:
+            message = self.fake.chat_policy(body["messages"])
+            reason = "tool_calls" if message.get("tool_calls") else "stop"
+            choice = {"index": 0, "message": message, "finish_reason": reason}
+            usage = {"prompt_tokens": 10, "completion_tokens": 5}
+            self._json(200, {"object": "chat.completion", "choices": [choice], "usage": usage})
             return
         if self.path != "/v1/completions":
             self._json(404, {"error": "not found"})
