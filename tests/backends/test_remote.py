@@ -260,3 +260,18 @@ async def test_an_agent_prompt_opens_ready_for_the_turn(make_server, cml_tokeniz
         assert guard.token_ids == (cml_tokenizer.encode("[INTR]")[0],)
         assert await ctx.generate(max_tokens=64, constrain=guard).collect_text() == greeter("")
     assert server.requests[0]["logit_bias"] == {str(guard.token_ids[0]): -100}
+
+
+async def test_a_prompt_in_pieces_is_encoded_piece_by_piece(make_server, cml_tokenizer) -> None:
+    server = make_server(greeter)
+    backend = backend_for(server, cml_tokenizer)
+    pieces = ["Tools:\n- f(x)", "[CALL]", " user text"]
+    async with backend.open_pieces(lambda chat: pieces) as ctx:
+        assert ctx.tokens == [t for p in pieces for t in cml_tokenizer.encode(p)]
+
+
+def test_the_protocol_is_read_from_the_spec() -> None:
+    from asynclm.backends.remote.spec import backend_protocol
+
+    assert backend_protocol("openai:http://h:1") == "completions"
+    assert backend_protocol("openai-chat:http://h:1/v1") == "chat"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -15,18 +15,20 @@ from asynclm.backends.remote.constraints import Ban
 from asynclm.backends.remote.context import RemoteContext
 from asynclm.backends.remote.retry import RetryPolicy
 from asynclm.backends.remote.servers import PROFILES, ServerKind, ServerProfile
-from asynclm.backends.remote.spec import Timeouts, parse_backend
+from asynclm.backends.remote.spec import Timeouts, backend_protocol, parse_backend
 from asynclm.backends.remote.stats import Reason, RemoteStats, Submission, common_prefix
 from asynclm.cml.tokens import INTR
 from asynclm.engine.sampling import Sampler
-from asynclm.engine.tokenizer import Tokenizer
+from asynclm.engine.tokenizer import ChatFormat, Tokenizer
 
 
 class RemoteBackend:
     """Generation on a serving engine: llama.cpp, vLLM, SGLang or any OpenAI-compatible one.
 
     Args:
-        spec: `openai:http://host:port` (the `/v1` suffix is added when missing).
+        spec: `openai:http://host:port` (CML over streamed `/v1/completions`; the `/v1` suffix
+            is added when missing) or `openai-chat:http://host:port` (OpenAI tool calling
+            over `/v1/chat/completions`, for sync and sync-parallel modes on any model).
         tokenizer: the served model's tokenizer: a `Tokenizer`, a transformers folder or a
             `.gguf` file. By default it is read from the model path the server reports, when
             that path exists on this machine (a local llama.cpp or vLLM server).
@@ -52,6 +54,7 @@ class RemoteBackend:
         if kind is not None and kind not in PROFILES:
             raise ValueError(f"kind must be one of {sorted(PROFILES)}, got {kind!r}")
         self.base_url = parse_backend(spec)
+        self.protocol = backend_protocol(spec)
         self.client = RemoteClient(
             self.base_url,
             api_key=api_key or os.environ.get("OPENAI_API_KEY"),
@@ -120,6 +123,17 @@ class RemoteBackend:
                 ctx.release()
                 self._history.pop(id(ctx), None)
                 tg.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def open_pieces(
+        self, pieces: Callable[[ChatFormat], Sequence[str]]
+    ) -> AsyncIterator[RemoteContext]:
+        """A context holding a prompt given as pieces of text, each encoded on its own (the
+        agent renders its prompt so); `pieces` gets the model's chat format."""
+        async with self.context() as ctx:
+            for piece in pieces(self.tokenizer.chat):
+                ctx.append(self.tokenizer.encode(piece))
+            yield ctx
 
     @asynccontextmanager
     async def open_chat(self, system: str | None, user: str) -> AsyncIterator[RemoteContext]:

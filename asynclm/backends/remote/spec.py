@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
-PREFIX = "openai:"
+ApiProtocol = Literal["completions", "chat"]
+PREFIXES: dict[str, ApiProtocol] = {"openai:": "completions", "openai-chat:": "chat"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +36,23 @@ def parse_backend(spec: str) -> str:
     """The base URL (ending in `/v1`) of an `openai:http://host:port[/v1]` spec.
 
     Raises:
-        ValueError: not an `openai:` spec, or not an http(s) URL with a host.
+        ValueError: not an `openai:` (or `openai-chat:`) spec, or not an http(s) URL with a
+            host.
     """
-    if not spec.startswith(PREFIX):
-        raise ValueError(f"a remote backend is written openai:URL, got {spec!r}")
-    url = spec[len(PREFIX) :].strip().rstrip("/")
+    prefix = next((p for p in PREFIXES if spec.startswith(p)), None)
+    if prefix is None:
+        raise ValueError(
+            f"a remote backend is written openai:URL (CML over streamed completions) or "
+            f"openai-chat:URL (OpenAI tool calling), got {spec!r}"
+        )
+    url = spec[len(prefix) :].strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"openai: needs an http(s) URL with a host, got {url!r}")
+        raise ValueError(f"{prefix} needs an http(s) URL with a host, got {url!r}")
     return url if url.endswith("/v1") else url + "/v1"
+
+
+def backend_protocol(spec: str) -> ApiProtocol:
+    """`completions` for `openai:` specs, `chat` for `openai-chat:` ones."""
+    parse_backend(spec)
+    return next(v for p, v in PREFIXES.items() if spec.startswith(p))
