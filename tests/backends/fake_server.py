@@ -90,7 +90,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        if self.path == "/v1/models":
+        if self.path == "/props" and self.fake.owned_by == "llamacpp":
+            self._json(200, {"total_slots": 2, "default_generation_settings": {}})
+        elif self.path == "/v1/models":
             self._json(
                 200, {"object": "list", "data": [{"id": "fake", "owned_by": self.fake.owned_by}]}
             )

@@ -275,3 +275,21 @@ def test_the_protocol_is_read_from_the_spec() -> None:
 
     assert backend_protocol("openai:http://h:1") == "completions"
     assert backend_protocol("openai-chat:http://h:1/v1") == "chat"
+
+
+async def test_llama_server_contexts_get_slots_of_their_own(make_server, cml_tokenizer) -> None:
+    server = make_server(greeter, owned_by="llamacpp", token_ids=True)
+    backend = backend_for(server, cml_tokenizer)
+    async with backend.context() as a, backend.context() as b, backend.context() as c:
+        for ctx in (a, b, c):
+            ctx.user("Hi")
+            ctx.assistant()
+            await ctx.generate(max_tokens=2).collect_text()
+    assert backend.profile.kind == "llama.cpp"
+    assert [r.get("id_slot") for r in server.requests] == [0, 1, None]  # 2 slots, 3 contexts
+    assert all(r["cache_prompt"] and isinstance(r["prompt"], list) for r in server.requests)
+    async with backend.context() as d:  # slots are given back
+        d.user("Hi")
+        d.assistant()
+        await d.generate(max_tokens=2).collect_text()
+    assert server.requests[-1]["id_slot"] == 0

@@ -70,6 +70,7 @@ class RemoteBackend:
         self._info: ServerInfo | None = None
         self._lock = anyio.Lock()
         self._history: dict[int, list[int]] = {}
+        self._slots: dict[int, int] = {}  # context id -> llama-server slot it is pinned to
 
     # ---- discovery ---------------------------------------------------------------------------
     async def connect(self) -> ServerInfo:
@@ -117,12 +118,23 @@ class RemoteBackend:
         await self.connect()
         async with anyio.create_task_group() as tg:
             ctx = RemoteContext(self, tg)
+            self._pin(ctx)
             try:
                 yield ctx
             finally:
                 ctx.release()
                 self._history.pop(id(ctx), None)
+                self._slots.pop(id(ctx), None)
                 tg.cancel_scope.cancel()
+
+    def _pin(self, ctx: RemoteContext) -> None:
+        """On llama-server, give the context a slot of its own while one is free, so that its
+        restarts find their prefix in that slot's cache (`id_slot`)."""
+        total = self._connected().slots
+        taken = set(self._slots.values())
+        free = next((s for s in range(total) if s not in taken), None)
+        if free is not None:
+            self._slots[id(ctx)] = free
 
     @asynccontextmanager
     async def open_pieces(
@@ -154,11 +166,12 @@ class RemoteBackend:
         return Ban(ids if len(ids) == 1 else ())
 
     # ---- requests ----------------------------------------------------------------------------
-    def prompt_field(self, tokens: Sequence[int]) -> dict[str, Any]:
-        """The request's prompt: token ids where the server takes them, else their text."""
-        if self.profile.token_prompts:
-            return {"prompt": list(tokens)}
-        return {"prompt": self.tokenizer.decode(tokens)}
+    def prompt_field(self, ctx: RemoteContext, tokens: Sequence[int]) -> dict[str, Any]:
+        """The request's prompt (token ids where the server takes them, else their text) and
+        the context's slot, where it has one."""
+        prompt: Any = list(tokens) if self.profile.token_prompts else self.tokenizer.decode(tokens)
+        slot = self._slots.get(id(ctx))
+        return {"prompt": prompt} if slot is None else {"prompt": prompt, "id_slot": slot}
 
     def sampling_fields(self, sampler: Sampler, ban: Sequence[int]) -> dict[str, Any]:
         """The request body but for the prompt and `max_tokens`."""

@@ -43,6 +43,7 @@ class ServerInfo:
 
     profile: ServerProfile
     model: str | None
+    slots: int = 0  # llama-server's parallel slots (0: the server has none to pin)
 
 
 class RemoteClient:
@@ -68,17 +69,20 @@ class RemoteClient:
     async def probe(self) -> ServerInfo:
         """Ask `/v1/models` (and llama-server's `/props`) which engine and model this is."""
         models = await self.get_json("/models")
-        root = self.base_url.removesuffix("/v1")
-        has_props = await self._answers(root + "/props")
-        return ServerInfo(PROFILES[detect_kind(models, has_props)], model_id(models))
+        props = await self._props(self.base_url.removesuffix("/v1") + "/props")
+        slots = props.get("total_slots") if props is not None else 0
+        kind = detect_kind(models, props is not None)
+        return ServerInfo(PROFILES[kind], model_id(models), slots if isinstance(slots, int) else 0)
 
-    async def _answers(self, url: str) -> bool:
+    async def _props(self, url: str) -> dict[str, Any] | None:
+        """llama-server's `/props` (None where the server has no such endpoint)."""
         async with self._client(self.timeouts.connect) as client:
             try:
                 response = await client.get(url)
             except httpx.HTTPError:
-                return False
-        return response.status_code == 200 and _is_json_object(response)
+                return None
+        ok = response.status_code == 200 and _is_json_object(response)
+        return response.json() if ok else None
 
     # ---- plain requests ----------------------------------------------------------------------
     async def get_json(self, path: str) -> dict[str, Any]:

@@ -181,7 +181,11 @@ class RemoteGeneration:
         prompt = self.ctx.tokens
         remaining = self.max_tokens - len(self.tokens)
         self._submission = self.ctx.backend.record_submission(self.ctx, reason, prompt, discarded)
-        body = {**self._params, **self.ctx.backend.prompt_field(prompt), "max_tokens": remaining}
+        body = {
+            **self._params,
+            **self.ctx.backend.prompt_field(self.ctx, prompt),
+            "max_tokens": remaining,
+        }
         if self._constraint is not None:
             body = _merge_fields(body, self._constraint.remote_fields(self.ctx.text))
         send, receive = anyio.create_memory_object_stream[_Item](math.inf)
