@@ -166,7 +166,7 @@ class RemoteBackend:
         return Ban(ids if len(ids) == 1 else ())
 
     # ---- requests ----------------------------------------------------------------------------
-    def prompt_field(self, ctx: RemoteContext, tokens: Sequence[int]) -> dict[str, Any]:
+    def prompt_field(self, ctx: object, tokens: Sequence[int]) -> dict[str, Any]:
         """The request's prompt (token ids where the server takes them, else their text) and
         the context's slot, where it has one."""
         prompt: Any = list(tokens) if self.profile.token_prompts else self.tokenizer.decode(tokens)
@@ -191,7 +191,7 @@ class RemoteBackend:
         return {**fields, **self.profile.extra}
 
     def record_submission(
-        self, ctx: RemoteContext, reason: Reason, prompt: list[int], discarded: int
+        self, ctx: object, reason: Reason, prompt: list[int], discarded: int
     ) -> Submission:
         """Account one (re)submission; its reuse is estimated from what the server computed
         last for this context (the server's report replaces it when one comes)."""
@@ -202,7 +202,7 @@ class RemoteBackend:
         self.stats.submissions.append(submission)
         return submission
 
-    def record_received(self, ctx: RemoteContext, tokens: Sequence[int]) -> None:
+    def record_received(self, ctx: object, tokens: Sequence[int]) -> None:
         """Tokens the server generated for `ctx` (it holds their K/V after the prompt's)."""
         self._history.setdefault(id(ctx), []).extend(tokens)
 

@@ -8,17 +8,15 @@ carries are the same tokens (token-id prompts), or decode to the same text (text
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from anyio.abc import TaskGroup
 
 from asynclm.backends.remote.constraints import RemoteConstraint
 from asynclm.backends.remote.generation import RemoteGeneration
+from asynclm.backends.remote.links import ServerLink
 from asynclm.engine.sampling import Sampler
 from asynclm.engine.tokenizer import Tokenizer
-
-if TYPE_CHECKING:
-    from asynclm.backends.remote.backend import RemoteBackend
 
 
 class ContextClosedError(RuntimeError):
@@ -28,7 +26,7 @@ class ContextClosedError(RuntimeError):
 class RemoteContext:
     """A token sequence generated on a remote server. Create with `backend.context()`."""
 
-    def __init__(self, backend: RemoteBackend, task_group: TaskGroup) -> None:
+    def __init__(self, backend: ServerLink, task_group: TaskGroup) -> None:
         self.backend = backend
         self.tokenizer: Tokenizer = backend.tokenizer
         self._tg = task_group

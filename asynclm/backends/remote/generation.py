@@ -13,7 +13,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -22,11 +22,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from asynclm.backends.remote.client import Chunk, StreamDropped
 from asynclm.backends.remote.constraints import RemoteConstraint
 from asynclm.backends.remote.errors import RemoteTimeout
+from asynclm.backends.remote.links import GeneratingContext
 from asynclm.backends.remote.stats import Reason, Submission
 from asynclm.engine.generation import FinishReason, Step
-
-if TYPE_CHECKING:
-    from asynclm.backends.remote.context import RemoteContext
 
 _Item = Chunk | Exception
 
@@ -36,7 +34,7 @@ class RemoteGeneration:
 
     def __init__(
         self,
-        ctx: RemoteContext,
+        ctx: GeneratingContext,
         task_group: TaskGroup,
         params: dict[str, Any],
         *,
