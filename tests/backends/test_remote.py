@@ -293,3 +293,19 @@ async def test_llama_server_contexts_get_slots_of_their_own(make_server, cml_tok
         d.assistant()
         await d.generate(max_tokens=2).collect_text()
     assert server.requests[-1]["id_slot"] == 0
+
+
+async def test_a_new_generation_after_a_pause_is_a_resume(make_server, cml_tokenizer) -> None:
+    server = make_server(waiter)
+    backend = backend_for(server, cml_tokenizer)
+    async with backend.context() as ctx:
+        ctx.user("Hi")
+        ctx.assistant()
+        await ctx.generate(max_tokens=5).collect_text()  # e.g. a sync call's [END]
+        ctx.append(cml_tokenizer.encode(INTERRUPT))
+        await ctx.generate(max_tokens=5).collect_text()
+    start, resume = backend.stats.submissions
+    assert (start.reason, resume.reason) == ("start", "resume")
+    assert resume.recomputed_tokens == len(cml_tokenizer.encode(INTERRUPT))
+    summary = backend.stats.summary()
+    assert summary["restarts"] == 1 and summary["interrupt_restarts"] == 0

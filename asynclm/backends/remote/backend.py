@@ -195,8 +195,10 @@ class RemoteBackend:
     ) -> Submission:
         """Account one (re)submission; its reuse is estimated from what the server computed
         last for this context (the server's report replaces it when one comes)."""
-        previous = self._history.get(id(ctx), [])
-        submission = Submission(reason, len(prompt), common_prefix(previous, prompt))
+        previous = self._history.get(id(ctx))
+        if reason == "start" and previous is not None:
+            reason = "resume"  # a new generation on a context that already had requests
+        submission = Submission(reason, len(prompt), common_prefix(previous or [], prompt))
         submission.discarded_tokens = discarded
         self._history[id(ctx)] = list(prompt)
         self.stats.submissions.append(submission)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Reason = Literal["start", "interrupt", "dropped"]
+Reason = Literal["start", "resume", "interrupt", "dropped"]
 
 
 @dataclass(slots=True)
@@ -13,8 +13,9 @@ class Submission:
     """One streamed request of a generation.
 
     Attributes:
-        reason: why it was sent: the generation's start, an interrupt (abort + resubmit), or
-            a dropped stream being continued.
+        reason: why it was sent: the context's first request (`start`), a new generation
+            after a pause (`resume`: a sync call, a trap), an interrupt that aborted the
+            running stream (`interrupt`: async-naive), or a dropped stream being continued.
         prompt_tokens: tokens of its prompt.
         reused_tokens: prompt tokens the server's cache held: as the server reported it
             (`reported`), or the common prefix with what the server last computed
@@ -46,20 +47,27 @@ class RemoteStats:
 
     @property
     def restarts(self) -> list[Submission]:
+        """Requests that continued a context: resumes, interrupts and continued drops."""
         return [s for s in self.submissions if s.reason != "start"]
 
     def summary(self) -> dict[str, float]:
         """Counts and means for a benchmark's JSON."""
-        restarts = self.restarts
-        ttfts = [s.first_token_s for s in restarts if s.first_token_s is not None]
-        return {
-            "requests": len(self.submissions),
-            "restarts": len(restarts),
-            "recomputed_tokens_per_restart": _mean([s.recomputed_tokens for s in restarts]),
-            "reused_tokens_per_restart": _mean([s.reused_tokens for s in restarts]),
-            "discarded_tokens_per_restart": _mean([s.discarded_tokens for s in restarts]),
-            "restart_first_token_s": _mean(ttfts),
-        }
+        return summarize(self.submissions)
+
+
+def summarize(submissions: list[Submission]) -> dict[str, float]:
+    """Requests, restarts (requests after a context's first) and their mean costs."""
+    restarts = [s for s in submissions if s.reason != "start"]
+    ttfts = [s.first_token_s for s in restarts if s.first_token_s is not None]
+    return {
+        "requests": len(submissions),
+        "restarts": len(restarts),
+        "interrupt_restarts": sum(s.reason == "interrupt" for s in restarts),
+        "recomputed_tokens_per_restart": _mean([s.recomputed_tokens for s in restarts]),
+        "reused_tokens_per_restart": _mean([s.reused_tokens for s in restarts]),
+        "discarded_tokens_per_restart": _mean([s.discarded_tokens for s in restarts]),
+        "restart_first_token_s": _mean(ttfts),
+    }
 
 
 def _mean(values: list[float] | list[int]) -> float:
