@@ -212,14 +212,14 @@ async def test_a_silent_server_times_out_instead_of_hanging(make_server, cml_tok
     timeouts = Timeouts(between_tokens=0.2, first_token=0.5)
     backend = backend_for(server, cml_tokenizer, timeouts=timeouts, retry=RetryPolicy(attempts=1))
     await backend.connect()
-    server.faults.append(Fault(after=2, stall=3.0))
+    server.faults.append(Fault(after=2, stall=20.0))
     started = time.perf_counter()
     async with backend.context() as ctx:
         ctx.user("Hi")
         ctx.assistant()
         with pytest.raises(RemoteTimeout, match=r"no streamed token for 0\.2 s"):
             await ctx.generate(max_tokens=64).collect_text()
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 10.0  # gave up long before the server woke up
 
 
 async def test_leaving_the_context_mid_stream_cancels_it(make_server, cml_tokenizer) -> None:
