@@ -158,12 +158,11 @@ class RemoteBackend:
             ctx.assistant()
             yield ctx
 
-    def forgery_guard(self) -> Ban:
+    def forgery_guard(self) -> ForgeryBan:
         """The run constraint that keeps the model from writing `[INTR]` itself: the marker's
         token banned by `logit_bias` (a model without the token writes it in pieces, which no
         server can mask; the CML parser still never takes a model's text for a result)."""
-        ids = self.tokenizer.encode(INTR)
-        return Ban(ids if len(ids) == 1 else ())
+        return ForgeryBan(self)
 
     # ---- requests ----------------------------------------------------------------------------
     def prompt_field(self, ctx: object, tokens: Sequence[int]) -> dict[str, Any]:
@@ -207,6 +206,25 @@ class RemoteBackend:
     def record_received(self, ctx: object, tokens: Sequence[int]) -> None:
         """Tokens the server generated for `ctx` (it holds their K/V after the prompt's)."""
         self._history.setdefault(id(ctx), []).extend(tokens)
+
+
+class ForgeryBan:
+    """`[INTR]` banned on a backend, looked up when the first request is built (the backend
+    connects, and learns its tokenizer, when its first context opens)."""
+
+    def __init__(self, backend: RemoteBackend) -> None:
+        self.backend = backend
+
+    @property
+    def token_ids(self) -> tuple[int, ...]:
+        ids = self.backend.tokenizer.encode(INTR)
+        return tuple(ids) if len(ids) == 1 else ()
+
+    def remote_fields(self, prompt_text: str) -> dict[str, Any]:
+        return Ban(self.token_ids).remote_fields(prompt_text)
+
+    def reset(self) -> None:
+        """Nothing to forget."""
 
 
 def load_tokenizer(

@@ -73,3 +73,32 @@ class ForcedText:
 
     def reset(self) -> None:
         """Nothing to forget: the grammar is rebuilt from the prompt at each submission."""
+
+
+class AllRemote:
+    """Several remote constraints at once: their fields merged (logit biases combined)."""
+
+    def __init__(self, constraints: Sequence[RemoteConstraint]) -> None:
+        bad = [c for c in constraints if not isinstance(c, RemoteConstraint)]
+        if bad:
+            raise ValueError(
+                f"a remote backend applies constraints as request fields; {bad[0]!r} is a "
+                "local one (a logit mask): run it on the local engine"
+            )
+        self.constraints = tuple(constraints)
+
+    def remote_fields(self, prompt_text: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for constraint in self.constraints:
+            extra = constraint.remote_fields(prompt_text)
+            bias = {**fields.get("logit_bias", {}), **extra.get("logit_bias", {})}
+            fields.update(extra)
+            if bias:
+                fields["logit_bias"] = bias
+        return fields
+
+    def reset(self) -> None:
+        for constraint in self.constraints:
+            reset = getattr(constraint, "reset", None)
+            if reset is not None:
+                reset()

@@ -85,10 +85,10 @@ class RemoteGeneration:
         return self
 
     async def __anext__(self) -> Step:
-        if self._queued:
-            return self._queued.popleft()
         if self.finish_reason is not None:
             raise StopAsyncIteration
+        if self._queued:  # the end of the turn, after the text that came with it
+            return self._finish("eos")
         if self._stop_requested or len(self.tokens) >= self.max_tokens:
             self._end("cancelled" if self._stop_requested else "length")
             raise StopAsyncIteration
@@ -142,10 +142,10 @@ class RemoteGeneration:
         step = Step(ids[-1] if ids else -1, chunk.text, len(self.tokens) - 1, None)
         if reason is None:
             return step if chunk.text else None
-        final = self._finish(reason)
-        if reason == "eos" and chunk.text:  # the text first, then the end of the turn
-            self._queued.append(final)
+        if reason == "eos" and chunk.text:  # the text first; the end only if asked for next
+            self._queued.append(step)
             return step
+        final = self._finish(reason)
         return Step(final.token, chunk.text if reason != "eos" else "", final.index, reason)
 
     def _ids(self, chunk: Chunk) -> list[int]:
@@ -166,6 +166,9 @@ class RemoteGeneration:
         return None
 
     def _finish(self, reason: FinishReason) -> Step:
+        """End here. An end of turn enters the context only when the consumer takes it (a
+        consumer that stops at the text before it never saw the model end its turn)."""
+        self._queued.clear()
         token = -1
         if reason == "eos":
             token = self.ctx.backend.eos_token_id
