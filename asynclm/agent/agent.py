@@ -230,13 +230,14 @@ class Agent:
         Leaving the block early cancels the run and its tools.
         """
         run = self._new_run(prompt, mode)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(run.execute)
-            try:
-                yield run
-            finally:
-                if not run.done:
-                    tg.cancel_scope.cancel()
+        with _one_error():
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run.execute)
+                try:
+                    yield run
+                finally:
+                    if not run.done:
+                        tg.cancel_scope.cancel()
 
     def _new_run(self, prompt: str, mode: Mode | None) -> AgentRun | ChatRun:
         if self.backend is not None and self.backend.protocol == "chat":

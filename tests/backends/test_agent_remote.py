@@ -147,3 +147,18 @@ async def test_chat_tool_calling_runs_calls_together(make_server, cml_tokenizer)
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     with pytest.raises(ValueError, match="async mode needs CML"):
         await agent.run("Double 21", mode="async")
+
+
+def test_the_run_command_takes_a_backend(make_server, cml_tokenizer, tmp_path, capsys) -> None:
+    from asynclm.cli import main
+
+    server = make_server(sync_model)
+    cml_tokenizer.hf.save_pretrained(tmp_path / "tok")
+    args = ["run", "What is double 21?", "--tool", "tests.backends.test_agent_remote:double"]
+    remote = ["--backend", server.spec, "--tokenizer", str(tmp_path / "tok"), "--mode", "sync"]
+    assert main([*args, *remote]) == 0
+    out = capsys.readouterr().out
+    assert "-> c1: double({'x': 21})" in out and "The answer is 42." in out
+    refused = ["--backend", "openai:http://127.0.0.1:9", "--tokenizer", str(tmp_path / "tok")]
+    assert main([*args, *refused]) == 1
+    assert "cannot connect" in capsys.readouterr().err
