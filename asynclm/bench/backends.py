@@ -39,22 +39,35 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--after", type=int, default=16, help="tokens streamed before the interrupt")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="server threads (default: all)")
+    p.add_argument(
+        "--sections", nargs="+", default=["restart", "agent"], choices=["restart", "agent"]
+    )
+    p.add_argument("--tasks", nargs="+", default=["parallel", "multistep"])
+    p.add_argument("--agent-reps", type=int, default=3)
     p.add_argument("--json", default=None)
 
 
 def main(args: argparse.Namespace) -> int:
     gguf = Path(args.gguf) if args.gguf else default_gguf()
-    report: dict[str, Any] = {"machine": machine(), "gguf": str(gguf), "restart": {}}
+    report: dict[str, Any] = {"machine": machine(), "gguf": str(gguf), "command": sys.argv}
     if args.server:
-        report["restart"] = anyio.run(restart_section, args.server, gguf, args)
+        _measure(report, args.server, gguf, args)
     else:
         from asynclm.backends.remote.llama_server import llama_cpp_server
 
         with llama_cpp_server(gguf, n_threads=args.threads) as spec:
-            report["restart"] = anyio.run(restart_section, spec, gguf, args)
-    print(restart_table(report["restart"]))
+            _measure(report, spec, gguf, args)
     write_json(args.json, report)
     return 0
+
+
+def _measure(report: dict[str, Any], spec: str, gguf: Path, args: argparse.Namespace) -> None:
+    if "restart" in args.sections:
+        report["restart"] = anyio.run(restart_section, spec, gguf, args)
+        print(restart_table(report["restart"]))
+    if "agent" in args.sections:
+        report["agent"] = anyio.run(agent_section, spec, gguf, args)
+        print(agent_table(report["agent"]))
 
 
 def default_gguf() -> Path:
@@ -195,5 +208,123 @@ def restart_table(section: dict[str, Any]) -> str:
         "server ms/token",
         "engine inject ms",
         "engine ms/token",
+    )
+    return table(rows, header)
+
+
+# ---- agent runs --------------------------------------------------------------------------------
+AGENT_RUNS = (
+    ("engine", "sync"),
+    ("engine", "async"),
+    ("server", "sync"),
+    ("server", "sync-parallel"),
+    ("server", "async"),
+)
+
+
+async def agent_section(spec: str, gguf: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Each task in each mode and place, interleaved (drifts of the machine hit all alike)."""
+    from asynclm.backends.remote import RemoteBackend
+    from asynclm.bench.agent import TASKS
+    from asynclm.engine.engine import Engine
+
+    engine = Engine.load(str(gguf), device="cpu")
+    backend = RemoteBackend(spec, tokenizer=_tokenizer_for(gguf))
+    await backend.connect()
+    out: dict[str, Any] = {}
+    for name in args.tasks:
+        runs: dict[str, list[dict[str, Any]]] = {f"{w}/{m}": [] for w, m in AGENT_RUNS}
+        for _ in range(args.agent_reps):
+            for where, mode in AGENT_RUNS:
+                before = len(backend.stats.submissions)
+                place = engine if where == "engine" else backend
+                result = await _agent_run(TASKS[name], mode, place)
+                subs = backend.stats.submissions[before:] if where == "server" else []
+                runs[f"{where}/{mode}"].append(_figures(result, subs))
+                print(f"{name} {where}/{mode}: {result.elapsed:.2f} s", file=sys.stderr)
+        out[name] = {key: _summary(rs) for key, rs in runs.items()}
+    return out
+
+
+async def _agent_run(task: Any, mode: str, place: Any) -> Any:
+    """One run of the task's oracle trace, forced on the real model (see `oracle_text`)."""
+    from contextlib import asynccontextmanager
+    from dataclasses import replace
+
+    from asynclm.agent import Agent, AgentRun
+    from asynclm.bench.agent import make_policy, make_tools
+    from asynclm.bench.oracle_text import ForcedTrace
+    from asynclm.engine.engine import Engine
+    from asynclm.tools.simulated import simulated_latency
+
+    policy = make_policy(task, {s.name: simulated_latency(s.name) for s in task.steps})
+    local = isinstance(place, Engine)
+    kwargs: dict[str, Any] = {"model": place} if local else {"backend": place}
+    agent = Agent(make_tools(task), mode=mode, max_tokens=800, **kwargs)  # type: ignore[arg-type]
+    await agent.warm()  # the system prompt is cached before the clock starts
+    live: list[Any] = []
+
+    @asynccontextmanager
+    async def open_context(prompt: str) -> Any:
+        async with agent.open_context(prompt) as ctx:
+            live.append(ctx)
+            yield ctx
+
+    tokenizer = place.tokenizer
+    forced = ForcedTrace(policy, tokenizer, lambda: tokenizer.decode(live[-1].context.tokens))
+    spec = replace(agent.run_spec(), open_context=open_context, make_constraint=lambda: forced)
+    return await AgentRun(spec, task.prompt).execute()
+
+
+def _figures(result: Any, submissions: list[Any]) -> dict[str, float]:
+    from asynclm.backends.remote.stats import summarize
+
+    figures = {
+        "latency_s": result.elapsed,
+        "calls": len(result.calls),
+        "calls_ok": sum(c.ok for c in result.calls),
+        "generated_tokens": result.usage.generated_tokens,
+        "interrupts": result.usage.interrupts,
+    }
+    if submissions:
+        figures.update(summarize(submissions))
+    return figures
+
+
+def _summary(runs: list[dict[str, float]]) -> dict[str, float]:
+    out = {f"{k}_median": statistics.median(r[k] for r in runs) for k in runs[0]}
+    out["latency_s_min"] = min(r["latency_s"] for r in runs)
+    out["latency_s_max"] = max(r["latency_s"] for r in runs)
+    return out
+
+
+def agent_table(section: dict[str, Any]) -> str:
+    rows = []
+    for task, runs in section.items():
+        sync = runs["engine/sync"]["latency_s_median"]
+        for key, r in runs.items():
+            rows.append(
+                (
+                    task,
+                    key,
+                    f"{r['latency_s_median']:.2f}",
+                    f"{sync / r['latency_s_median']:.2f}x",
+                    f"{r['calls_ok_median']:.0f}/{r['calls_median']:.0f}",
+                    f"{r.get('requests_median', 0):.0f}",
+                    f"{r.get('recomputed_tokens_per_restart_median', 0):.1f}",
+                    f"{r.get('discarded_tokens_per_restart_median', 0):.1f}",
+                    f"{r.get('restart_first_token_s_median', 0) * 1000:.0f}",
+                )
+            )
+    header = (
+        "task",
+        "where/mode",
+        "latency s",
+        "vs engine sync",
+        "calls ok",
+        "requests",
+        "recomputed/restart",
+        "discarded/restart",
+        "restart TTFT ms",
     )
     return table(rows, header)
