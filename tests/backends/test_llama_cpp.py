@@ -112,3 +112,48 @@ async def test_an_interrupt_restarts_the_stream_on_the_servers_cache(backend) ->
     assert first.reason == "start"
     assert restart.reason == "interrupt" and restart.first_token_s is not None
     assert restart.recomputed_tokens <= len(interrupt) + 2  # the rest came from the KV cache
+
+
+ANSWER = " The answer is 42."
+AGENT_CALL = "[CALL] c1 [HEAD] double(x=21) [END]"
+
+
+def _agent_script(prompt: str) -> str:
+    """The async agent's turn: the call, text while it runs, the answer once it is in."""
+    marker = "<|im_start|>assistant\n"
+    turn = prompt[prompt.rfind(marker) + len(marker) :]
+    if "[INTR] c1" in turn:
+        return "" if turn.endswith(ANSWER) else ANSWER
+    target = AGENT_CALL + WAITING + " of light" * 40
+    return target[len(turn) :] if target.startswith(turn) else ""
+
+
+async def test_an_async_agent_runs_end_to_end_on_llama_cpp(backend) -> None:
+    import anyio
+
+    from asynclm.agent import Agent
+    from asynclm.tooling import tool
+
+    @tool
+    async def double(x: int) -> int:
+        """Doubles a number (slowly)."""
+        await anyio.sleep(0.5)
+        return 2 * x
+
+    before = len(backend.stats.submissions)
+    agent = Agent(
+        [double],
+        mode="async",
+        backend=backend,
+        max_tokens=300,
+        constraint=lambda agent: ForcedText(_agent_script),  # the model is untuned
+    )
+    result = await agent.run("What is double 21?")
+    assert result.calls[0].ok and result.calls[0].result == 42
+    assert result.output.endswith(ANSWER.strip()) and result.usage.interrupts == 1
+    reasons = [s.reason for s in backend.stats.submissions[before:]]
+    assert reasons == ["start", "interrupt"]  # written on while the tool ran, then resubmitted
+    restart = backend.stats.submissions[-1]
+    assert (
+        restart.recomputed_tokens <= len(backend.tokenizer.encode("[INTR] c1 [HEAD] 42 [END]")) + 2
+    )
