@@ -38,10 +38,13 @@ test-real: $(STAMP)
 # llama.cpp's OpenAI-compatible server (llama-cpp-python) for the backend tests against a real
 # server. It has no prebuilt CPU wheel on PyPI: pip compiles it from source, 10-15 minutes on
 # 2 cores (pip keeps the built wheel in its cache, so a second install is quick).
+# LLAMA_CPP_WHEELS=DIR: a folder holding an already built wheel (pip looks there first).
 LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CPP_WHEELS ?=
 LLAMA_STAMP := $(VENV)/.llama-cpp-installed
 $(LLAMA_STAMP): $(STAMP)
-	$(PIP) install "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	$(PIP) install $(if $(LLAMA_CPP_WHEELS),--find-links $(LLAMA_CPP_WHEELS)) \
+	  "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
 	touch $(LLAMA_STAMP)
 
 install-llama-cpp: $(LLAMA_STAMP)
