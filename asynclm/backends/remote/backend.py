@@ -18,8 +18,9 @@ from asynclm.backends.remote.servers import PROFILES, ServerKind, ServerProfile
 from asynclm.backends.remote.spec import Timeouts, backend_protocol, parse_backend
 from asynclm.backends.remote.stats import Reason, RemoteStats, Submission, common_prefix
 from asynclm.cml.tokens import INTR
+from asynclm.engine.chat import ChatFormat
 from asynclm.engine.sampling import Sampler
-from asynclm.engine.tokenizer import ChatFormat, Tokenizer
+from asynclm.engine.tokenizer import Tokenizer
 
 
 class RemoteBackend:
