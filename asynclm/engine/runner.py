@@ -43,13 +43,10 @@ class ModelRunner:
     def __init__(self, model: EngineModel, kv: KVCache) -> None:
         self.model = model
         self.kv = kv
+        self.device = model.device  # read once: a module's device is a slow attribute lookup
         self._slots: weakref.WeakKeyDictionary[Sequence, tuple[int, Tensor]] = (
             weakref.WeakKeyDictionary()
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     def prepare(self, chunks: Seq[Chunk[ForwardRequest]]) -> PreparedBatch:
         """The tensors of a batch whose KV slots are reserved (not yet committed)."""
