@@ -117,7 +117,8 @@ class Scheduler:
         except (PoolExhaustedError, QuotaExceededError) as e:
             self._finish(req, e)
             return False
-        self.runner.copy_pages(plan.copies)
+        if plan.copies:
+            self.runner.copy_pages(plan.copies)
         return True
 
     async def _run(self, chunks: list[Chunk[ForwardRequest]]) -> None:
