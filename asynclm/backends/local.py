@@ -29,7 +29,7 @@ class LocalContext:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        return self.context.engine.tokenizer
+        return self.context.tokenizer
 
     @property
     def num_tokens(self) -> int:

@@ -101,7 +101,7 @@ async def test_parallel_children_equal_sequential_generations(engine: Engine) ->
     reference = await generate_alone(engine, chat_prompt(engine), 8)
     expected = engine.tokenizer.decode(without_eos(engine, reference.tokens))
     assert result["answers"] == [expected] * 3
-    opening = engine.tokenizer.encode(engine.tokenizer.chat.generation_prompt)
+    opening = engine.tokenizer.encode(engine.tokenizer.chat.generation_prompt, special=True)
     assert result["prefix_tokens"] == len(chat_prompt(engine)) - len(opening)
     assert result["joined"].startswith("[1] ") and "\n\n[3] " in result["joined"]
 
