@@ -65,9 +65,14 @@ class Engine:
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint or name
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
         if num_pages is None:
             per_page = model.config.kv_bytes_per_token(model.dtype.itemsize) * page_size
-            num_pages = max(1, (kv_bytes or DEFAULT_KV_BYTES) // per_page)
+            kv_bytes = DEFAULT_KV_BYTES if kv_bytes is None else kv_bytes
+            if kv_bytes < per_page:
+                raise ValueError(f"kv_bytes={kv_bytes} is less than one KV page ({per_page} bytes)")
+            num_pages = kv_bytes // per_page
         self.pool = PagePool(num_pages, page_size)
         self.kv = KVCache(
             model.config, num_pages, page_size, dtype=model.dtype, device=model.device
