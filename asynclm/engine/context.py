@@ -177,12 +177,8 @@ class Context:
 
     def _role(self, role: str, text: str) -> None:
         """A turn: the template's pieces with special tokens, the text as plain text."""
-        chat = self.tokenizer.chat
-        begin = chat.begin if self.num_tokens == 0 else ""
-        prefix, suffix = chat.role_prefix(role), chat.role_suffix(role)
-        self.append(begin + prefix, special=True)
-        self.append(text)
-        self.append(suffix, special=True)
+        for piece, special in self.tokenizer.chat.turn(role, text, opening=not self.num_tokens):
+            self.append(piece, special=special)
 
     async def flush(self) -> None:
         """Compute the K/V of everything pending."""
@@ -311,7 +307,7 @@ class Context:
         if self._pending:
             raise ValueError("attach() needs every token computed: await flush() first")
         exports = [self._host.exports.open(name, self.scope) for name in names]
-        self.scope.check(sum(export.num_pages for export in exports), 0)
+        self.scope.check_new_pages(p for export in exports for p in export.table.pages)
         for export in exports:
             self._seq.extend(self._host.pool, export.table, export.tokens, export.positions)
 

@@ -19,7 +19,7 @@ from asynclm.engine.pages import PagePool
 from asynclm.engine.policy import BatchPolicy
 from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
-from asynclm.engine.scope import Quota, Scope
+from asynclm.engine.scope import Namespace, Quota, Scope
 from asynclm.engine.tokenizer import Tokenizer
 
 DEFAULT_KV_BYTES = 1 << 30
@@ -121,11 +121,21 @@ class Engine:
         """A new empty context."""
         return Context(self, scope)
 
-    def scope(self, name: str, quota: Quota | None = None, shared: Iterable[str] = ()) -> Scope:
-        """A child namespace with quotas; it sees its own exports and the `shared` ones."""
+    def scope(
+        self,
+        name: str,
+        quota: Quota | None = None,
+        shared: Iterable[str] = (),
+        *,
+        namespace: Namespace | None = None,
+    ) -> Scope:
+        """A child scope with quotas; it sees its own exports and the `shared` ones.
+
+        Its exports live in a new namespace unless `namespace` (another scope's) is given.
+        """
         if not name:
             raise ValueError("a child scope needs a name")
-        return Scope(name, quota, frozenset(shared))
+        return Scope(name, quota, frozenset(shared), namespace=namespace)
 
     # ---- exports (the registry is `engine.exports`; these are its root-scope shortcuts) ------
     def export_names(self, scope: Scope | None = None) -> list[str]:
