@@ -39,8 +39,8 @@ class LocalContext:
     def num_cached(self) -> int:
         return self.context.num_cached
 
-    def append(self, content: str | Sequence[int]) -> None:
-        self.context.append(content)
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
+        self.context.append(content, special=special)
 
     def generate(
         self,

@@ -76,8 +76,9 @@ class BackendContext(Protocol):
     @property
     def num_cached(self) -> int: ...
 
-    def append(self, content: str | Sequence[int]) -> None:
-        """Queue text or token ids; the next generation step prefills them."""
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
+        """Queue text or token ids; the next generation step prefills them. Text is plain text
+        unless `special` (only for text the runtime writes)."""
         ...
 
     def generate(

@@ -45,7 +45,6 @@ async def run_inferlet(
     shared: Iterable[str] = (),
     name: str | None = None,
     namespace: Namespace | None = None,
-    keep_exports: bool = False,
     isolation: Isolation = "process",
     sandbox: Sandbox | None = None,
 ) -> Any:
@@ -58,9 +57,9 @@ async def run_inferlet(
         quota: Its limits (pages, tokens, contexts, wall time).
         shared: Root exports it may open (read-only).
         name: Its scope's name, for messages (default `inferlet-N`); never shared by name.
-        namespace: Keep its exports in this namespace (another scope's) instead of a new one;
-            they then outlive it (the namespace's owner drops them).
-        keep_exports: Keep the exports of its own new namespace when it ends.
+        namespace: Keep its exports in this namespace instead of a new one of its own; they
+            then outlive it (whoever made the namespace drops them). Without it, its exports
+            are dropped when it ends.
         isolation: "process" (default): a sandboxed process of its own, for any code;
             "in-process": on this event loop, for trusted code (see `asynclm.inferlet.local`).
         sandbox: The process's limits (default `Sandbox()`); out of process only.
@@ -84,7 +83,7 @@ async def run_inferlet(
         return await run_in_process(engine, function, args or {}, scope)
     finally:
         scope.release_all(engine.pool)
-        if namespace is None and not keep_exports:
+        if namespace is None:
             engine.drop_scope_exports(scope)
 
 
