@@ -118,8 +118,9 @@ def unwrap_quota_group(error: BaseException) -> BaseException:
     if isinstance(error, BaseExceptionGroup):
         quota = error.subgroup(QuotaExceededError)
         others = error.subgroup(
-            lambda e: not isinstance(e, (BaseExceptionGroup, QuotaExceededError))
-            and not _is_cancel(e)
+            lambda e: (
+                not isinstance(e, (BaseExceptionGroup, QuotaExceededError)) and not _is_cancel(e)
+            )
         )
         if quota is not None and others is None:
             return _first_leaf(quota)
