@@ -45,6 +45,7 @@ class Channel:
         self._lock = threading.Lock()
         self._waiting: dict[int, _Waiter] = {}
         self._reader: threading.Thread | None = None
+        self._forgotten: list[int] = []  # contexts dropped without release, by the GC
 
     # ---- the first message, before the reader runs ---------------------------------------------
     def receive(self) -> Any:
@@ -62,7 +63,14 @@ class Channel:
         """Send a message that needs no reply."""
         data = encode(message)
         with self._send_lock:
+            while self._forgotten:
+                self._sock.sendall(encode({"op": "forget", "ctx": self._forgotten.pop()}))
             self._sock.sendall(data)
+
+    def forget(self, handle: int) -> None:
+        """A context the inferlet dropped unreleased: released with the next message. Safe to
+        call from a finalizer (it only appends to a list)."""
+        self._forgotten.append(handle)
 
     # ---- requests ----------------------------------------------------------------------------
     def call(self, op: str, **args: Any) -> Any:

@@ -8,6 +8,7 @@ sent as token ids; the engine checks everything again.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -92,6 +93,8 @@ class RemoteContext:
         self._tokenizer = tokenizer
         self._handle = handle
         self._released = False
+        # Dropped without release (as a local context is), its pages go back all the same.
+        self._finalizer = weakref.finalize(self, channel.forget, handle)
 
     # ---- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -253,6 +256,7 @@ class RemoteContext:
         """Give the context's pages back; it cannot be used afterwards. Idempotent."""
         if not self._released:
             self._released = True
+            self._finalizer.detach()
             self._channel.call("release", ctx=self._handle)
 
     async def __aenter__(self) -> RemoteContext:

@@ -135,6 +135,9 @@ class InferletHost:
             outcome.error = message.get("error") if op == "failed" else None
             if op == "failed" and not isinstance(outcome.error, dict):
                 outcome.error = {"type": "InferletError", "message": "failed without an error"}
+        elif op == "forget":  # a context the inferlet dropped without releasing it
+            if message.get("ctx") in self._contexts:
+                self._release(message)
         elif op == "cancel":
             scope = self._running.get(message.get("target"))  # type: ignore[arg-type]
             if scope is not None:

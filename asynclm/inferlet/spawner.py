@@ -26,6 +26,15 @@ __all__ = ["Spawner"]
 
 _MESSAGE_BYTES = 1 << 16
 _START_SECONDS = 300.0  # importing torch on a busy machine can take a while
+# The only environment variables the zygote (hence every inferlet process) gets: the engine's
+# own (API keys, tokens) stay with it, not even readable from /proc/self/environ.
+ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+
+
+def zygote_environment() -> dict[str, str]:
+    """The environment a zygote starts with."""
+    kept = {name: os.environ[name] for name in ENVIRONMENT_KEPT if name in os.environ}
+    return {**kept, "TOKENIZERS_PARALLELISM": "false", "PYTHONNOUSERSITE": "1"}
 
 
 class Spawner:
@@ -100,7 +109,11 @@ class Spawner:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         command = [sys.executable, "-m", "asynclm.inferlet.zygote", str(theirs.fileno())]
         self._process = subprocess.Popen(
-            command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=2
+            command,
+            pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=2,
+            env=zygote_environment(),
         )
         theirs.close()
         ours.settimeout(_START_SECONDS)

@@ -373,3 +373,23 @@ async def test_the_inferlet_can_be_kept_off_the_network(engine: Engine, http_por
     except InferletError as exc:  # this machine cannot make network namespaces
         pytest.skip(f"no network namespaces here: {exc}")
     assert cut.startswith("refused")
+
+
+async def environment(runtime: Runtime) -> dict[str, list[str]]:
+    initial = Path("/proc/self/environ").read_bytes().split(b"\0")
+    return {
+        "os": sorted(os.environ),
+        "proc": sorted(item.split(b"=")[0].decode() for item in initial if item),
+    }
+
+
+async def test_the_engines_environment_stays_with_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asynclm.inferlet.spawner import ENVIRONMENT_KEPT
+
+    monkeypatch.setenv("ASYNCLM_TEST_SECRET", "api-key")
+    allowed = {*ENVIRONMENT_KEPT, "TOKENIZERS_PARALLELISM", "PYTHONNOUSERSITE"}
+    seen = await run_inferlet(engine, environment)
+    assert set(seen["os"]) <= allowed and set(seen["proc"]) <= allowed
+    assert "HOME" in os.environ and "HOME" not in seen["proc"]  # the engine's own are not there

@@ -174,3 +174,20 @@ def assert_same(a: Any, b: Any) -> None:
             assert_same(x, y)
     else:
         assert a == b
+
+
+async def drops_contexts(runtime: Runtime) -> list[int]:
+    for _ in range(20):
+        ctx = runtime.context()
+        ctx.append(list(range(10, 30)))  # 5 pages each
+        await ctx.flush()
+        del ctx  # dropped, not released: its pages come back (a quota of 12 allows 2 alive)
+    return [runtime.pages_in_use]
+
+
+async def test_contexts_dropped_unreleased_give_their_pages_back(engine: Engine) -> None:
+    from asynclm.inferlet import Quota
+
+    quota = Quota(max_pages=12)
+    assert await run_inferlet(engine, drops_contexts, quota=quota) == [0]
+    assert await run_inferlet(engine, drops_contexts, quota=quota, isolation="in-process") == [0]
