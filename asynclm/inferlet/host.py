@@ -28,6 +28,7 @@ __all__ = ["InferletHost", "Outcome"]
 
 MAX_GRAMMARS = 64
 MAX_GRAMMAR_CHARS = 1_000_000
+MAX_IN_FLIGHT = 1024  # requests computing at once (flush, forward, generation steps)
 _SAMPLER_FIELDS = ("temperature", "top_k", "top_p", "min_p", "seed")
 
 
@@ -144,6 +145,9 @@ class InferletHost:
                 scope.cancel()
         elif op in self._async:
             request = _request_id(message)
+            if len(self._running) >= MAX_IN_FLIGHT:
+                await self._reply(request, lambda: _too_many(op))
+                return
             self._running[request] = anyio.CancelScope()
             tg.start_soon(self._answer_async, request, message)
         elif op in self._sync:
@@ -222,7 +226,18 @@ class InferletHost:
         tokens = message.get("tokens")
         if not isinstance(tokens, list):
             raise TypeError("append() takes token ids (the inferlet encodes text itself)")
-        self._context(message).append(tokens, message.get("positions"))
+        ctx = self._context(message)
+        self._check_room(ctx, len(tokens))
+        ctx.append(tokens, message.get("positions"))
+
+    def _check_room(self, ctx: Context, n: int) -> None:
+        """A context of an inferlet holds at most the model's window of tokens."""
+        window = self._engine.config.max_position
+        if ctx.num_tokens + n > window:
+            raise ValueError(
+                f"a context holds at most {window} tokens (the model's window); it has "
+                f"{ctx.num_tokens}, {n} more were appended"
+            )
 
     def _fork(self, message: dict[str, Any]) -> int:
         return self._adopt(self._context(message).fork())
@@ -254,7 +269,9 @@ class InferletHost:
         tokens = message.get("tokens")
         if not isinstance(tokens, list):
             raise TypeError("forward() takes token ids")
-        return await self._context(message).forward(tokens, message.get("positions"))
+        ctx = self._context(message)
+        self._check_room(ctx, len(tokens))
+        return await ctx.forward(tokens, message.get("positions"))
 
     async def _next_logits(self, message: dict[str, Any]) -> Any:
         return await self._context(message).next_logits()
@@ -290,7 +307,11 @@ class InferletHost:
         tokens = message.get("tokens")
         if not isinstance(tokens, list):
             raise TypeError("accept() takes token ids (the inferlet encodes text itself)")
-        self._generation(message).accept(tokens)
+        entry = self._generations.get(message.get("gen"))  # type: ignore[arg-type]
+        generation = self._generation(message)
+        if entry is not None:
+            self._check_room(self._contexts[entry[0]], len(tokens))
+        generation.accept(tokens)
 
     def _stop(self, message: dict[str, Any]) -> str | None:
         generation = self._generation(message)
@@ -323,6 +344,10 @@ def _request_id(message: dict[str, Any]) -> int:
     if isinstance(request, bool) or not isinstance(request, int):
         raise ProtocolError("a request without id")
     return request
+
+
+def _too_many(op: str) -> None:
+    raise RuntimeError(f"{op}: more than {MAX_IN_FLIGHT} requests of this inferlet are running")
 
 
 def _unknown(op: str) -> None:

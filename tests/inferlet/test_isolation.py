@@ -393,3 +393,47 @@ async def test_the_engines_environment_stays_with_it(
     seen = await run_inferlet(engine, environment)
     assert set(seen["os"]) <= allowed and set(seen["proc"]) <= allowed
     assert "HOME" in os.environ and "HOME" not in seen["proc"]  # the engine's own are not there
+
+
+async def overfill(runtime: Runtime, n: int) -> str:
+    ctx = runtime.context()
+    ctx.append([5] * n)
+    return "no error"
+
+
+async def flood(runtime: Runtime) -> list[str]:
+    root = runtime.context()
+    root.append(list(range(10, 200)))
+    await root.flush()
+    forks = [root.fork() for _ in range(10)]
+    outcomes: list[str] = []
+
+    async def step(ctx: Any) -> None:
+        try:
+            await ctx.forward(list(range(300, 364)))
+            outcomes.append("ok")
+        except RuntimeError as exc:
+            outcomes.append(str(exc))
+
+    async with anyio.create_task_group() as tg:
+        for ctx in forks:
+            tg.start_soon(step, ctx)
+    return outcomes
+
+
+async def test_an_inferlets_context_holds_at_most_the_window(engine: Engine) -> None:
+    window = engine.config.max_position
+    assert await run_inferlet(engine, overfill, {"n": window}) == "no error"
+    with pytest.raises(ValueError, match=f"at most {window} tokens"):
+        await run_inferlet(engine, overfill, {"n": window + 1})
+
+
+async def test_requests_in_flight_are_bounded(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asynclm.inferlet.host as host
+
+    monkeypatch.setattr(host, "MAX_IN_FLIGHT", 2)
+    outcomes = await run_inferlet(engine, flood)
+    refused = [o for o in outcomes if "more than 2 requests" in o]
+    assert refused and outcomes.count("ok") >= 2 and len(outcomes) == 10
