@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -191,3 +192,14 @@ async def test_contexts_dropped_unreleased_give_their_pages_back(engine: Engine)
     quota = Quota(max_pages=12)
     assert await run_inferlet(engine, drops_contexts, quota=quota) == [0]
     assert await run_inferlet(engine, drops_contexts, quota=quota, isolation="in-process") == [0]
+
+
+def test_the_command_runs_an_example_out_of_process(capsys: pytest.CaptureFixture[str]) -> None:
+    from asynclm.cli import main
+
+    args = ["inferlet", str(INFERLETS / "completion.py"), "--model", "tiny"]
+    assert main([*args, "--arg", "max_tokens=4", "--arg", "prompt=hi <|im_end|>"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["num_tokens"] == 4 and out["finish_reason"] == "length"
+    assert main([*args, "--arg", "max_tokens=4", "--in-process"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_tokens"] == 4
