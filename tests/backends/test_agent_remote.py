@@ -10,6 +10,7 @@ import pytest
 
 from asynclm.agent import Agent
 from asynclm.backends.remote import RemoteBackend, RemoteError, RetryPolicy
+from asynclm.cml import interrupt_pieces
 from asynclm.tooling import tool
 from tests.backends.fake_server import TURN_MARKER, Fault
 
@@ -60,7 +61,7 @@ async def test_async_mode_interrupts_the_stream_with_the_result(make_server, cml
     reasons = [s.reason for s in remote.stats.submissions]
     assert reasons == ["start", "interrupt"]  # written on while the tool ran, then resubmitted
     assert "[INTR] c1 [HEAD] 42 [END]" in server.requests[1]["prompt"]
-    assert server.requests[0]["logit_bias"] == {str(cml_tokenizer.encode("[INTR]")[0]): -100}
+    assert server.requests[0]["logit_bias"] == {str(cml_tokenizer.encode("[INTR]", special=True)[0]): -100}
 
 
 async def test_sync_mode_pauses_at_the_call_and_resumes(make_server, cml_tokenizer) -> None:
@@ -71,7 +72,8 @@ async def test_sync_mode_pauses_at_the_call_and_resumes(make_server, cml_tokeniz
     assert result.output.strip() == "The answer is 42."
     assert [s.reason for s in remote.stats.submissions] == ["start", "resume"]
     resume = remote.stats.submissions[1]
-    assert resume.recomputed_tokens == len(cml_tokenizer.encode("[INTR] c1 [HEAD] 42 [END]"))
+    injected = interrupt_pieces("c1", "42")
+    assert resume.recomputed_tokens == sum(len(cml_tokenizer.encode(t, special=s)) for t, s in injected)
 
 
 async def test_the_prompt_is_the_one_the_local_engine_would_see(make_server, cml_tokenizer):
@@ -81,7 +83,7 @@ async def test_the_prompt_is_the_one_the_local_engine_would_see(make_server, cml
     agent = Agent([double], mode="sync", backend=backend(server, cml_tokenizer))
     await agent.run("What is double 21?")
     pieces = prompt_pieces(cml_tokenizer.chat, agent.system_parts, "What is double 21?")
-    assert server.requests[0]["prompt"] == "".join(pieces)
+    assert server.requests[0]["prompt"] == "".join(p.text for p in pieces)
 
 
 async def test_a_server_failing_mid_run_ends_it_and_cancels_its_tools(

@@ -64,7 +64,7 @@ def _script(prompt: str) -> str:
 
 async def test_the_server_is_recognised_and_its_tokenizer_has_the_markers(backend) -> None:
     assert backend.profile.kind == "llama-cpp-python"
-    ids = [backend.tokenizer.encode(m) for m in MARKERS]
+    ids = [backend.tokenizer.encode(m, special=True) for m in MARKERS]
     assert all(len(i) == 1 for i in ids)
 
 
@@ -155,5 +155,5 @@ async def test_an_async_agent_runs_end_to_end_on_llama_cpp(backend) -> None:
     assert reasons == ["start", "interrupt"]  # written on while the tool ran, then resubmitted
     restart = backend.stats.submissions[-1]
     assert (
-        restart.recomputed_tokens <= len(backend.tokenizer.encode("[INTR] c1 [HEAD] 42 [END]")) + 2
+        restart.recomputed_tokens <= len(backend.tokenizer.encode("[INTR] c1 [HEAD] 42 [END]", special=True)) + 2
     )

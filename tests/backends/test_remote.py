@@ -257,7 +257,7 @@ async def test_an_agent_prompt_opens_ready_for_the_turn(make_server, cml_tokeniz
     async with backend.open_chat("Be brief.", "Hi") as ctx:
         assert ctx.text.endswith("Hi<|im_end|>\n<|im_start|>assistant\n")
         guard = backend.forgery_guard()
-        assert guard.token_ids == (cml_tokenizer.encode("[INTR]")[0],)
+        assert guard.token_ids == (cml_tokenizer.encode("[INTR]", special=True)[0],)
         assert await ctx.generate(max_tokens=64, constrain=guard).collect_text() == greeter("")
     assert server.requests[0]["logit_bias"] == {str(guard.token_ids[0]): -100}
 
@@ -265,9 +265,13 @@ async def test_an_agent_prompt_opens_ready_for_the_turn(make_server, cml_tokeniz
 async def test_a_prompt_in_pieces_is_encoded_piece_by_piece(make_server, cml_tokenizer) -> None:
     server = make_server(greeter)
     backend = backend_for(server, cml_tokenizer)
-    pieces = ["Tools:\n- f(x)", "[CALL]", " user text"]
+    pieces = [("Tools:\n- f(x)", False), ("[CALL]", True), (" [CALL] user text", False)]
     async with backend.open_pieces(lambda chat: pieces) as ctx:
-        assert ctx.tokens == [t for p in pieces for t in cml_tokenizer.encode(p)]
+        expected = [t for text, special in pieces for t in cml_tokenizer.encode(text, special=special)]
+        assert ctx.tokens == expected
+    # a special piece gets the marker token, a plain one only its text's ordinary tokens
+    marker = cml_tokenizer.encode("[CALL]", special=True)
+    assert len(marker) == 1 and marker[0] not in expected[len(expected) - 5 :]
 
 
 def test_the_protocol_is_read_from_the_spec() -> None:

@@ -71,10 +71,12 @@ async def fork_bomb(runtime: Runtime) -> None:
     root = runtime.context()
     root.append(list(range(10, 30)))
     await root.flush()
+    children = []  # kept: a dropped fork gives its pages back
     for _ in range(1000):
         child = root.fork()
         child.append([1])
         await child.flush()  # each fork's write takes a page of its own
+        children.append(child)
 
 
 async def export_hoard(runtime: Runtime) -> None:

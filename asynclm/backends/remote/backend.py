@@ -139,13 +139,13 @@ class RemoteBackend:
 
     @asynccontextmanager
     async def open_pieces(
-        self, pieces: Callable[[ChatFormat], Sequence[str]]
+        self, pieces: Callable[[ChatFormat], Sequence[tuple[str, bool]]]
     ) -> AsyncIterator[RemoteContext]:
         """A context holding a prompt given as pieces of text, each encoded on its own (the
         agent renders its prompt so); `pieces` gets the model's chat format."""
         async with self.context() as ctx:
-            for piece in pieces(self.tokenizer.chat):
-                ctx.append(self.tokenizer.encode(piece))
+            for text, special in pieces(self.tokenizer.chat):
+                ctx.append(text, special=special)
             yield ctx
 
     @asynccontextmanager
@@ -218,7 +218,7 @@ class ForgeryBan:
 
     @property
     def token_ids(self) -> tuple[int, ...]:
-        ids = self.backend.tokenizer.encode(INTR)
+        ids = self.backend.tokenizer.encode(INTR, special=True)
         return tuple(ids) if len(ids) == 1 else ()
 
     def remote_fields(self, prompt_text: str) -> dict[str, Any]:

@@ -58,11 +58,15 @@ class RemoteContext:
         return self._released
 
     # ---- filling -----------------------------------------------------------------------------
-    def append(self, content: str | Sequence[int]) -> None:
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
         """Add text or token ids. During a generation this is an interrupt: the stream is
-        resubmitted with these tokens before the next step."""
+        resubmitted with these tokens before the next step. Text is plain text unless
+        `special` (only for text the runtime writes: template pieces, CML markers)."""
         self._check_open()
-        tokens = self.tokenizer.encode(content) if isinstance(content, str) else list(content)
+        if isinstance(content, str):
+            tokens = self.tokenizer.encode(content, special=special)
+        else:
+            tokens = list(content)
         bad = [t for t in tokens if not 0 <= t < self.tokenizer.vocab_size]
         if bad:
             raise ValueError(f"token ids out of range [0, {self.tokenizer.vocab_size}): {bad[:5]}")
@@ -79,14 +83,14 @@ class RemoteContext:
     def assistant(self, text: str | None = None) -> None:
         """A whole assistant turn, or (with no text) the opening of one to generate into."""
         if text is None:
-            self.append(self.tokenizer.chat.generation_prompt)
+            self.append(self.tokenizer.chat.generation_prompt, special=True)
         else:
             self._role("assistant", text)
 
     def _role(self, role: str, text: str) -> None:
-        chat = self.tokenizer.chat
-        begin = chat.begin if not self._tokens else ""
-        self.append(begin + chat.render(role, text))
+        """A turn: the template's pieces with special tokens, the text as plain text."""
+        for piece, special in self.tokenizer.chat.turn(role, text, opening=not self._tokens):
+            self.append(piece, special=special)
 
     async def flush(self) -> None:
         """Nothing to compute ahead: the server prefills at the next request."""

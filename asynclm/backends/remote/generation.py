@@ -152,7 +152,8 @@ class RemoteGeneration:
         """The chunk's token ids: as streamed, else its text encoded (text-only servers)."""
         if chunk.token_ids:
             return list(chunk.token_ids)
-        return self.ctx.tokenizer.encode(chunk.text) if chunk.text else []
+        # the model wrote it: its markers and end-of-turn are the special tokens it sampled
+        return self.ctx.tokenizer.encode(chunk.text, special=True) if chunk.text else []
 
     def _finish_reason(self, chunk: Chunk) -> FinishReason | None:
         if self._stop_strings and chunk.text:
