@@ -1,0 +1,318 @@
+"""LoRA training on packed rows with transformers' Trainer and PEFT.
+
+The CML markers are added to the tokenizer as special tokens; their embedding rows start as the
+mean of the rows of the pieces their text splits into, and are trained through PEFT's
+`trainable_token_indices` (with tied input/output embeddings, as SmolLM2 has, PEFT ties the
+output side to the same rows). The adapter is saved in half precision with the tokenizer, so
+`Engine.load(model, adapter=DIR)` picks up the added tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from asynclm.cml.tokens import MARKERS
+from asynclm.engine.tokenizer import Tokenizer
+from asynclm.finetune.packing import IGNORE
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True, slots=True)
+class TrainConfig:
+    """How the adapter is trained.
+
+    Attributes:
+        model: `smollm2-135m`, `tiny` (random, for tests) or a transformers model folder.
+        steps: Optimizer steps.
+        rows_per_step: Packed rows per step (batch x gradient accumulation).
+        batch_rows: Rows per forward.
+        learning_rate: Peak learning rate (cosine decay after warm-up).
+        warmup_ratio: Share of the steps spent warming up.
+        lora_r / lora_alpha / lora_dropout / lora_targets: The LoRA adapter.
+        eval_every / save_every: Steps between evaluation losses / checkpoints.
+        precision: "fp32", or "bf16" (autocast; faster on CPUs with AMX and on GPUs).
+        max_minutes: Stop training (saving what was learnt) after this long, if set.
+        seed: Seed of the initialisation and the data order.
+        threads: torch CPU threads; None measures 1 and all cores on a short forward and takes
+            the faster (on a CPU shared with other work, fewer threads can be much faster).
+    """
+
+    model: str = "smollm2-135m"
+    steps: int = 200
+    rows_per_step: int = 2
+    batch_rows: int = 1
+    learning_rate: float = 3e-4
+    warmup_ratio: float = 0.05
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LORA_TARGETS
+    eval_every: int = 50
+    save_every: int = 50
+    precision: str = "fp32"
+    max_minutes: float | None = None
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.steps < 1:
+            problems.append(f"steps must be >= 1, got {self.steps}")
+        if self.batch_rows < 1 or self.rows_per_step % self.batch_rows:
+            problems.append("rows_per_step must be a positive multiple of batch_rows")
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.lora_r < 1:
+            problems.append(f"lora_r must be >= 1, got {self.lora_r}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+
+# ---- the base model --------------------------------------------------------------------------
+
+
+def load_base(name: str, seed: int = 0) -> tuple[Any, Tokenizer]:
+    """A transformers causal LM and our tokenizer for `name` (never from a hub)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from asynclm.engine.loader import (
+        DEFAULT_MODEL,
+        default_tokenizer,
+        load_model,
+        smollm2_gguf_path,
+        to_transformers,
+    )
+
+    if name == "tiny":
+        return to_transformers(
+            load_model("tiny", seed=seed, device="cpu").model
+        ), default_tokenizer()
+    if name == DEFAULT_MODEL:
+        gguf = smollm2_gguf_path()
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+        )
+        return model, default_tokenizer()
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"unknown model {name!r}: not a preset and not a model folder")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
+    return model, Tokenizer(AutoTokenizer.from_pretrained(path, local_files_only=True))
+
+
+def add_cml_embeddings(model: Any, tokenizer: Tokenizer) -> list[int]:
+    """Adds the CML markers to tokenizer and model; each new row is the mean of its pieces'."""
+    pieces = {marker: tokenizer.encode(marker) for marker in MARKERS}
+    ids = tokenizer.add_special_tokens(MARKERS)
+    if len(tokenizer.hf) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer.hf), mean_resizing=False)
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for marker, token in zip(MARKERS, ids, strict=True):
+            if pieces[marker] != [token]:  # a fresh token: start from its text's meaning
+                weight[token] = weight[pieces[marker]].mean(0)
+    return ids
+
+
+def with_lora(model: Any, cfg: TrainConfig, token_ids: Sequence[int]) -> Any:
+    """The model wrapped with a LoRA adapter and trainable CML token rows."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.lora_targets),
+        trainable_token_indices={"embed_tokens": sorted(token_ids)},
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+# ---- batches ----------------------------------------------------------------------------------
+
+
+def collate(rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Pads packed rows and builds their 4D attention mask (each token sees its ancestors)."""
+    length = max(len(r["input_ids"]) for r in rows)
+    batch = len(rows)
+    input_ids = torch.zeros(batch, length, dtype=torch.long)
+    positions = torch.zeros(batch, length, dtype=torch.long)
+    targets = torch.full((batch, length), IGNORE, dtype=torch.long)
+    mask = torch.zeros(batch, 1, length, length, dtype=torch.bool)
+    for b, row in enumerate(rows):
+        n = len(row["input_ids"])
+        input_ids[b, :n] = torch.tensor(row["input_ids"])
+        positions[b, :n] = torch.tensor(row["positions"])
+        targets[b, :n] = torch.tensor(row["targets"])
+        _fill_mask(mask[b, 0], row["segments"])
+        mask[b, 0, range(n, length), range(n, length)] = True  # padding sees itself only
+    return {
+        "input_ids": input_ids,
+        "position_ids": positions,
+        "attention_mask": mask,
+        "targets": targets,
+    }
+
+
+def _fill_mask(mask: torch.Tensor, segments: Sequence[Sequence[int]]) -> None:
+    starts = {int(s[0]): i for i, s in enumerate(segments)}
+    for start, end, hang in segments:
+        block = torch.ones(end - start, end - start, dtype=torch.bool).tril()
+        mask[start:end, start:end] = block
+        while hang >= 0:
+            owner = max(s for s in starts if s <= hang)
+            mask[start:end, owner : hang + 1] = True
+            hang = segments[starts[owner]][2]
+
+
+def packed_loss(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the tokens that have a target (logits computed only there)."""
+    targets = inputs["targets"]
+    keep = (targets != IGNORE).any(0).nonzero().squeeze(-1)
+    out = model(
+        input_ids=inputs["input_ids"],
+        position_ids=inputs["position_ids"],
+        attention_mask=inputs["attention_mask"],
+        logits_to_keep=keep,
+    )
+    logits = out.logits.float()  # [B, K, V]
+    picked = targets[:, keep]
+    loss = F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]),
+        picked.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    count = int((picked != IGNORE).sum())
+    return loss / max(count, 1), count
+
+
+# ---- the trainer ------------------------------------------------------------------------------
+
+
+def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> Any:
+    """A transformers `Trainer` for packed rows (progress bar, eval loss, checkpoints)."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    class PackedTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss, _ = packed_loss(model, inputs)
+            return (loss, None) if return_outputs else loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            with torch.no_grad():
+                loss, _ = packed_loss(model, inputs)
+            return loss.detach(), None, None
+
+    class Deadline(TrainerCallback):
+        """Stops training cleanly once `max_minutes` have passed."""
+
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.hit = False
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if cfg.max_minutes and time.monotonic() - self.started > cfg.max_minutes * 60:
+                control.should_training_stop = True
+                control.should_save = True
+                self.hit = True
+            return control
+
+    cuda = torch.cuda.is_available()
+    args = TrainingArguments(
+        output_dir=str(out / "checkpoints"),
+        max_steps=cfg.steps,
+        per_device_train_batch_size=cfg.batch_rows,
+        per_device_eval_batch_size=cfg.batch_rows,
+        gradient_accumulation_steps=cfg.rows_per_step // cfg.batch_rows,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
+        weight_decay=0.0,
+        logging_steps=max(1, min(10, cfg.steps // 20)),
+        eval_strategy="steps" if len(data["eval"]) else "no",
+        eval_steps=cfg.eval_every,
+        save_strategy="steps",
+        save_steps=cfg.save_every,
+        save_total_limit=2,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.precision == "bf16",
+        use_cpu=not cuda,
+        report_to=[],
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    deadline = Deadline()
+    trainer = PackedTrainer(
+        model=model,
+        args=args,
+        train_dataset=data["train"],
+        eval_dataset=data["eval"] if len(data["eval"]) else None,
+        data_collator=collate,
+        callbacks=[deadline],
+    )
+    trainer.deadline = deadline  # type: ignore[attr-defined]
+    return trainer
+
+
+def save_adapter(model: Any, tokenizer: Tokenizer, folder: Path) -> Path:
+    """Saves the adapter (half precision safetensors) and the tokenizer with the CML tokens."""
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder))
+    weights = folder / "adapter_model.safetensors"
+    tensors = load_file(str(weights))
+    save_file(
+        {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()},
+        str(weights),
+        metadata={"format": "pt"},
+    )
+    tokenizer.hf.save_pretrained(str(folder))
+    return folder
+
+
+def pick_threads(model: Any, threads: int | None, tokens: int = 192) -> dict[str, Any]:
+    """Sets torch's CPU threads: `threads`, or the faster of 1 and all cores on a forward."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if threads or torch.cuda.is_available():
+        if threads:
+            torch.set_num_threads(threads)
+        return {"threads": torch.get_num_threads(), "measured": {}}
+    cores = os.cpu_count() or 1
+    ids = torch.randint(0, 1000, (1, tokens))
+    timings = {}
+    for n in sorted({1, cores}):
+        torch.set_num_threads(n)
+        with torch.no_grad():
+            model(input_ids=ids, logits_to_keep=1)  # warm-up
+            started = time.perf_counter()
+            model(input_ids=ids, logits_to_keep=1)
+        timings[n] = round(time.perf_counter() - started, 3)
+    best = min(timings, key=lambda n: timings[n])
+    torch.set_num_threads(best)
+    return {"threads": best, "measured": {f"{n}_threads_forward_s": t for n, t in timings.items()}}
+
+
+def trainable_summary(model: Any) -> dict[str, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable_parameters": trainable, "total_parameters": total}
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str))
