@@ -8,6 +8,7 @@ from the held-out families (tools never seen in training), for evaluation.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from random import Random
@@ -119,8 +120,13 @@ class _Builder:
         )
 
     # ---- pieces --------------------------------------------------------------------------------
-    def request(self, fam: Family) -> _Request:
-        template, args = fam.draw(self.rng)
+    def request(self, fam: Family, avoid: Sequence[_Request] = ()) -> _Request:
+        """A request to `fam`, unlike those in `avoid` (a task never asks the same thing twice)."""
+        taken = {_identity(r.family, r.args) for r in avoid}
+        for _ in range(10):
+            template, args = fam.draw(self.rng)
+            if _identity(fam, args) not in taken:
+                break
         value, say = fam.outcome(self.rng, args)
         return _Request(fam, fam.phrase(template, args), template, args, value, say)
 
@@ -235,7 +241,7 @@ class _Builder:
         reqs = self._requests(s, self.rng.randint(1, 3))
         calls = [self.call(s, f"k{i + 1}", r) for i, r in enumerate(reqs)]
         answer = [AnswerPart(r.say, (c.key,)) for r, c in zip(reqs, calls, strict=True)]
-        extra = self.request(self.rng.choice(s.tools))
+        extra = self.request(self.rng.choice(s.tools), avoid=reqs)
         calls.append(self.call(s, f"k{len(calls) + 1}", extra, after=(USER,)))
         answer.append(AnswerPart(extra.say, (calls[-1].key, USER)))
         text = ("Please also {x}." if extra.family.verb else "Also, what about {x}?").format(
@@ -248,7 +254,10 @@ class _Builder:
 
     def _requests(self, s: _Session, n: int) -> list[_Request]:
         kinds = self.rng.sample(s.tools, self.rng.randint(1, min(n, len(s.tools))))
-        return [self.request(kinds[i % len(kinds)]) for i in range(n)]
+        reqs: list[_Request] = []
+        for i in range(n):
+            reqs.append(self.request(kinds[i % len(kinds)], avoid=reqs))
+        return reqs
 
     def _failed(self, req: _Request, call: Call) -> tuple[Call, AnswerPart]:
         error = self.rng.choice(req.family.errors or pools.ERRORS)
@@ -259,6 +268,10 @@ class _Builder:
             call.key, call.name, call.arguments, f"error: {error}", call.latency, ok=False
         )
         return failed, AnswerPart(text, (call.key,))
+
+
+def _identity(fam: Family, args: Mapping[str, Any]) -> str:
+    return json.dumps([fam.name, args], sort_keys=True, default=str)
 
 
 def _only(fam: Family, ask: str, prefix: str) -> str:

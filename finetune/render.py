@@ -58,7 +58,7 @@ def tools_for(docs: Sequence[Mapping[str, Any]]) -> list[Tool]:
     Raises:
         ToolDefinitionError: A document the agent cannot read (a ValueError).
     """
-    return [_tool(json.dumps(doc, sort_keys=True)) for doc in docs]
+    return [_tool(json.dumps(doc)) for doc in docs]  # key order kept: it is the prompt's
 
 
 @functools.lru_cache(maxsize=4096)

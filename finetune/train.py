@@ -86,29 +86,58 @@ def load_base(name: str, seed: int = 0) -> tuple[Any, Tokenizer]:
     """A transformers causal LM and our tokenizer for `name` (never from a hub)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from asynclm.engine.loader import (
-        DEFAULT_MODEL,
-        default_tokenizer,
-        load_model,
-        smollm2_gguf_path,
-        to_transformers,
-    )
+    from asynclm.engine.loader import DEFAULT_MODEL, default_tokenizer, load_model, to_transformers
 
     if name == "tiny":
-        return to_transformers(
-            load_model("tiny", seed=seed, device="cpu").model
-        ), default_tokenizer()
+        model = load_model("tiny", seed=seed, device="cpu").model
+        return to_transformers(model), default_tokenizer()
     if name == DEFAULT_MODEL:
-        gguf = smollm2_gguf_path()
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
-        )
-        return model, default_tokenizer()
+        return _default_model(), default_tokenizer()
     path = Path(name).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"unknown model {name!r}: not a preset and not a model folder")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
     return model, Tokenizer(AutoTokenizer.from_pretrained(path, local_files_only=True))
+
+
+def _default_model() -> Any:
+    """SmolLM2-135M from its GGUF file, dequantised to float32 and kept as a transformers
+    folder in the cache (the GGUF conversion takes about a minute; the folder loads in
+    seconds). The weights are the engine's: an adapter trained on them merges into them."""
+    import hashlib
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from asynclm.engine.loader import cache_root, smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    folder = cache_root() / "training" / key.hexdigest()[:20]
+    if (folder / "config.json").exists():
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                    local_files_only=True)  # fmt: skip
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    )
+    _forget_quantization(model)
+    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    if folder.exists():
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        tmp.rename(folder)
+    return model
+
+
+def _forget_quantization(model: Any) -> None:
+    """A GGUF load is dequantised to float, but transformers still marks the model quantized
+    (and refuses to train it); clear the marks."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
 
 
 def add_cml_embeddings(model: Any, tokenizer: Tokenizer) -> list[int]:
