@@ -2,8 +2,8 @@
 
 An entry becomes a task: its question (one turn: an optional system message, one user
 message), its functions as the tools offered, its ground truth as the calls (for each
-parameter the first accepted value; a parameter whose accepted values are only "" is left out,
-as BFCL allows), and results as the benchmark's simulated tools return them. live_irrelevance
+parameter the first accepted value; a parameter BFCL lets be omitted, "" among its accepted
+values, is left out), and results as the benchmark's simulated tools return them. live_irrelevance
 entries become tasks that call nothing. Entries the runtime could not run as given (several
 turns, arguments that fail the tool's schema) are skipped and counted.
 """
@@ -135,7 +135,7 @@ def _calls(ground_truth: list, tools, estimates, rng: Random) -> tuple[list[Call
         ((name, params),) = item.items()
         if name not in tools:
             return [], "ground truth names an unknown function"
-        args = {p: _first(values) for p, values in params.items() if _first(values) != ""}
+        args = {p: _first(values) for p, values in params.items() if not _omissible(values)}
         try:
             validate_arguments(dict(args), tools[name].parameters)
         except CallArgumentError:
@@ -145,11 +145,15 @@ def _calls(ground_truth: list, tools, estimates, rng: Random) -> tuple[list[Call
     return calls, ""
 
 
+def _omissible(values: Any) -> bool:
+    """BFCL accepts "" for a parameter that may be left out: leave it out (write no more than
+    the question asks for)."""
+    return isinstance(values, list) and "" in values
+
+
 def _first(values: Any) -> Any:
-    """The first accepted value that is not "" (BFCL's mark of an omissible parameter)."""
-    if not isinstance(values, list):
-        return values
-    return next((v for v in values if v != ""), "")
+    """The first accepted value."""
+    return values[0] if isinstance(values, list) and values else values
 
 
 def _answer(calls: list[Call], rng: Random) -> list[AnswerPart]:

@@ -94,15 +94,28 @@ def render_tasks(
     renderer: Renderer,
     cfg: DataConfig,
     progress: Callable[[Iterable[Task]], Iterable[Task]] = iter,
+    skipped: Counter[str] | None = None,
 ) -> list[Rendered]:
-    """Every task simulated and rendered in every mode (one per-token time per task)."""
+    """Every task simulated and rendered in every mode (one per-token time per task).
+
+    A task that cannot run to its end in some mode (a user message that would arrive after
+    the answer) is left out and counted in `skipped`.
+    """
     rng = Random(cfg.seed + 1)
     out = []
     for task in progress(tasks):
         token_time = rng.uniform(*cfg.token_time)
-        for mode in cfg.modes:
-            turn = simulate(task, mode, token_time=token_time, tokenize=renderer.tokenize)
-            out.append(Rendered(task, turn, renderer.render(task, turn)))
+        try:
+            turns = [
+                simulate(task, mode, token_time=token_time, tokenize=renderer.tokenize)
+                for mode in cfg.modes
+            ]
+        except ValueError as e:
+            if skipped is None:
+                raise
+            skipped[str(e).split(": ", 1)[-1]] += 1
+            continue
+        out += [Rendered(task, turn, renderer.render(task, turn)) for turn in turns]
     return out
 
 
@@ -178,7 +191,9 @@ def build_dataset(
     """
     report = LiveReport()
     tasks = build_tasks(cfg, fingerprints, report)
-    rendered = render_tasks(tasks, renderer, cfg, progress)
+    skipped: Counter[str] = Counter()
+    rendered = render_tasks(tasks, renderer, cfg, progress, skipped)
+    tasks = list({r.task.id: r.task for r in rendered}.values())
     train_ids, eval_ids = split_tasks(tasks, cfg.eval_fraction, cfg.seed)
     rows, dropped = {}, {}
     for name, ids in (("train", train_ids), ("eval", eval_ids)):
@@ -193,6 +208,7 @@ def build_dataset(
     )
     stats = statistics_of(rendered, rows) | {
         "dropped_too_long": dropped,
+        "skipped_tasks": dict(skipped),
         "live": {"tasks": dict(report.tasks), "skipped": dict(report.skipped)},
         "leakage_check": {"tasks_checked": len(tasks), "evaluation_ids": len(fingerprints.ids)},
         "config": asdict(cfg),

@@ -115,15 +115,18 @@ def _leaves(result: str) -> list[str]:
 
 
 def result_use(task: Task, record: RunRecord) -> float | None:
-    """Share of the expected values found in the answer (None for a task without calls)."""
+    """Share of the expected values found in the answer (None for a task without calls).
+
+    A failing call counts as used when the answer names its error or says that something
+    failed ("could not", "error", ...).
+    """
     if not task.calls:
         return None
-    values = expected_values(task)
     output = record.output
-    found = sum(v in output for v in values)
-    failed = [c for c in task.calls if not c.ok]
-    if failed and not any(word in output.lower() for word in _ACKNOWLEDGE):
-        found = max(0, found - len(failed))  # the failure must be acknowledged, not just named
+    errors = {c.result.removeprefix("error: ") for c in task.calls if not c.ok}
+    acknowledged = any(word in output.lower() for word in _ACKNOWLEDGE)
+    values = expected_values(task)
+    found = sum(v in output or (v in errors and acknowledged) for v in values)
     return found / len(values) if values else 1.0
 
 

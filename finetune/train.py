@@ -303,7 +303,9 @@ def save_adapter(model: Any, tokenizer: Tokenizer, folder: Path) -> Path:
     from safetensors.torch import load_file, save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(folder))
+    # The new rows travel as trainable-token values; the engine grows the embeddings on load,
+    # so the (resized) embedding matrix itself is not saved: the adapter stays a few MB.
+    model.save_pretrained(str(folder), save_embedding_layers=False)
     weights = folder / "adapter_model.safetensors"
     tensors = load_file(str(weights))
     save_file(

@@ -69,8 +69,10 @@ def test_chains_pass_the_first_result_on(tasks):
     for t in chained:
         second = next(c for c in t.calls if c.after)
         first = t.call(second.after[0])
-        assert any(json.dumps(v)[1:-1] in first.result or str(v) in first.result
-                   for v in second.arguments.values())  # fmt: skip
+        assert any(
+            json.dumps(v)[1:-1] in first.result or str(v) in first.result
+            for v in second.arguments.values()
+        )
 
 
 def test_user_interrupts_ask_for_an_offered_tool(tasks):

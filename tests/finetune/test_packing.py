@@ -73,8 +73,16 @@ def test_packed_forward_equals_separate_forwards(tiny):
         ex(prompt + turn[:5] + [11, 12], written=len(prompt), injected={len(prompt) + 5}),
     ]
     (row,), _ = pack(seqs, max_tokens=200)
-    batch = collate([{"input_ids": row.input_ids, "targets": row.targets,
-                      "positions": row.positions, "segments": row.segments}])  # fmt: skip
+    batch = collate(
+        [
+            {
+                "input_ids": row.input_ids,
+                "targets": row.targets,
+                "positions": row.positions,
+                "segments": row.segments,
+            }
+        ]
+    )
     with torch.no_grad():
         packed, count = packed_loss(model, batch)
         losses = {}  # a shared prefix is one context: its target counts once

@@ -43,8 +43,11 @@ def test_loss_falls_on_what_the_model_writes_only(renderer, tokenizer):
     written = tokenizer.decode([t for t, w in zip(ex.input_ids, ex.loss, strict=True) if w])
     assert written == turn.written() + "<|im_end|>"
     injected = tokenizer.decode(
-        [t for i, (t, w) in enumerate(zip(ex.input_ids, ex.loss, strict=True))
-         if not w and i >= ex.num_prompt]  # fmt: skip
+        [
+            t
+            for i, (t, w) in enumerate(zip(ex.input_ids, ex.loss, strict=True))
+            if not w and i >= ex.num_prompt
+        ]
     )
     assert injected.count("[INTR]") == turn.num_interrupts == len(task.calls)
     assert "[INTR]" not in written
@@ -53,8 +56,12 @@ def test_loss_falls_on_what_the_model_writes_only(renderer, tokenizer):
 def test_the_prompt_is_the_agents_own(tokenizer):
     (task,) = pick(["single"])
     pieces = prompt_pieces(tokenizer.chat, task)
-    agent = Agent([Tool.from_schema(d) for d in task.tools], model=_engine(tokenizer),
-                  system=task.instructions, example=task.example)  # fmt: skip
+    agent = Agent(
+        [Tool.from_schema(d) for d in task.tools],
+        model=_engine(tokenizer),
+        system=task.instructions,
+        example=task.example,
+    )
     assert "".join(pieces).startswith(tokenizer.chat.begin + tokenizer.chat.role_prefix("system"))
     assert agent.system in "".join(pieces)
     assert pieces[-2:] == [tokenizer.chat.role_suffix("user"), tokenizer.chat.generation_prompt]
@@ -113,7 +120,7 @@ async def replay(renderer, task, turn):
     timing.slow = {n for n, _ in points.values()}
 
     async def gate(cid):
-        n, rank = points[cid]
+        n, _rank = points[cid]
         while model.forward_calls - timing.base < n or released[0] < _before(points, cid):
             await anyio.sleep(0.002)
         released[0] += 1
@@ -130,21 +137,26 @@ async def replay(renderer, task, turn):
 
         return Tool.from_schema(doc, run)
 
-    agent = Agent([tool_for(d) for d in task.tools], model=engine, mode=turn.mode,
-                  system=task.instructions, example=task.example, max_tokens=2000)  # fmt: skip
+    agent = Agent(
+        [tool_for(d) for d in task.tools],
+        model=engine,
+        mode=turn.mode,
+        system=task.instructions,
+        example=task.example,
+        max_tokens=2000,
+    )
     await agent.warm()
     timing.base = timing.calls
-    async with agent.run_stream(task.prompt) as run:
-        async with anyio.create_task_group() as tg:
-            if task.interrupt is not None:
+    async with agent.run_stream(task.prompt) as run, anyio.create_task_group() as tg:
+        if task.interrupt is not None:
 
-                async def interrupt():
-                    await gate(USER)
-                    await run.interrupt(task.interrupt.text)
+            async def interrupt():
+                await gate(USER)
+                await run.interrupt(task.interrupt.text)
 
-                tg.start_soon(interrupt)
-            async for _ in run:
-                pass
+            tg.start_soon(interrupt)
+        async for _ in run:
+            pass
     return seen[-1], run.result
 
 

@@ -18,21 +18,35 @@ def split(text):
 
 
 def task(calls, answer, estimates, interrupt=None, kind="parallel"):
-    docs = tuple({"name": n, "description": n, "parameters": {"type": "object", "properties": {}}}
-                 for n in estimates)  # fmt: skip
-    return Task("t", kind, "test", "question?", docs, estimates, tuple(calls), tuple(answer),
-                interrupt=interrupt)  # fmt: skip
+    docs = tuple(
+        {"name": n, "description": n, "parameters": {"type": "object", "properties": {}}}
+        for n in estimates
+    )
+    return Task(
+        "t",
+        kind,
+        "test",
+        "question?",
+        docs,
+        estimates,
+        tuple(calls),
+        tuple(answer),
+        interrupt=interrupt,
+    )
 
 
 def parallel(latencies=(0.3, 0.1, 0.2)):
     names = ["fa", "fb", "fc"][: len(latencies)]
-    calls = [Call(f"k{i}", n, {}, f"r{i}", lat) for i, (n, lat) in enumerate(zip(names, latencies))]
+    pairs = enumerate(zip(names, latencies, strict=True))
+    calls = [Call(f"k{i}", n, {}, f"r{i}", lat) for i, (n, lat) in pairs]
     answer = [AnswerPart(f"R{i}.", (f"k{i}",)) for i in range(len(names))]
     return task(calls, answer, dict(zip(names, latencies, strict=True)))
 
 
 def calls_in_order(turn):
-    return [c.text.split("[HEAD]")[1].split("(")[0].strip() for c in turn.chunks if c.kind == "call"]
+    return [
+        c.text.split("[HEAD]")[1].split("(")[0].strip() for c in turn.chunks if c.kind == "call"
+    ]
 
 
 def test_async_dispatches_the_longest_estimate_first():
@@ -58,9 +72,12 @@ def test_each_result_is_injected_once_and_every_call_is_made():
     for t in bank_tasks(40, seed=4):
         for mode in MODES:
             turn = simulate(t, mode, token_time=0.02, tokenize=split)
-            injected = re.findall(r"\[INTR\] (\w+)", "".join(
-                text for c in turn.chunks for _, text in c.injections))  # fmt: skip
-            assert sorted(injected) == sorted([*turn.ids.values()] + (["user"] if t.interrupt else []))
+            injected = re.findall(
+                r"\[INTR\] (\w+)", "".join(text for c in turn.chunks for _, text in c.injections)
+            )
+            assert sorted(injected) == sorted(
+                [*turn.ids.values()] + (["user"] if t.interrupt else [])
+            )
             assert turn.num_calls == len(t.calls)
 
 
@@ -83,11 +100,15 @@ def test_sync_parallel_injects_only_at_traps_in_arrival_order():
 
 def test_a_trap_is_written_only_when_nothing_can_be_dispatched():
     t = task(
-        [Call("k1", "fa", {}, "x", 0.5), Call("k2", "fb", {}, "y", 0.05, after=("k1",)),
-         Call("k3", "fc", {}, "z", 0.01)],
+        [
+            Call("k1", "fa", {}, "x", 0.5),
+            Call("k2", "fb", {}, "y", 0.05, after=("k1",)),
+            Call("k3", "fc", {}, "z", 0.01),
+        ],
         [AnswerPart("Y.", ("k2",)), AnswerPart("Z.", ("k3",))],
-        {"fa": 0.5, "fb": 0.05, "fc": 0.01}, kind="multistep",
-    )  # fmt: skip
+        {"fa": 0.5, "fb": 0.05, "fc": 0.01},
+        kind="multistep",
+    )
     turn = simulate(t, "async", token_time=0.01, tokenize=split)
     kinds = [c.kind for c in turn.chunks]
     assert kinds[:3] == ["call", "call", "trap"]  # fa and fc first, then wait for fa
@@ -105,8 +126,10 @@ def test_a_user_interrupt_adds_its_call():
     t = task(
         [*base.calls, Call("k9", "fb", {}, "more", 0.1, after=(USER,))],
         [*base.answer, AnswerPart("More.", ("k9", USER))],
-        {"fa": 0.3, "fb": 0.1}, UserMessage("also fb", at=0.02), kind="user_interrupt",
-    )  # fmt: skip
+        {"fa": 0.3, "fb": 0.1},
+        UserMessage("also fb", at=0.02),
+        kind="user_interrupt",
+    )
     for mode in MODES:
         turn = simulate(t, mode, token_time=0.01, tokenize=split)
         assert calls_in_order(turn) == ["fa", "fb"]
