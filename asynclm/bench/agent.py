@@ -14,14 +14,13 @@ Ideal lower bound of a task (no mode can beat it): the model writes one token at
 where an order lists the calls with each chain's calls in sequence, and schedule() writes the
 call blocks one after another (block_tokens * t_token each; a call can only be written once its
 predecessor's result is in; its result arrives `latency` after its block) and ends when the last
-result is in. Every order is tried (24 for the parallel task, 1680 for the multistep one). Trap
+result is in; the best order is found by an exact search (`asynclm.bench.schedule`). Trap
 tokens, interrupt prefill and the runtime's own work are left out, so it is a true lower bound.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import statistics
 import sys
 from dataclasses import dataclass
@@ -29,7 +28,9 @@ from typing import Any
 
 import anyio
 
+from asynclm.bench import schedule
 from asynclm.bench.common import machine, table, write_json
+from asynclm.bench.schedule import ideal_makespan
 
 MODES = ("sync", "sync-parallel", "async")
 
@@ -91,12 +92,6 @@ MULTISTEP = Task(
     " The invoice is ready, the route is clear, and the paper has 42 citations.",
 )
 TASKS = {"parallel": PARALLEL, "multistep": MULTISTEP}
-_PREDECESSOR = {
-    b.call_id: a.call_id
-    for task in TASKS.values()
-    for chain in task.chains
-    for a, b in itertools.pairwise(chain)
-}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -169,35 +164,15 @@ def ideal_seconds(
     """The best any mode could do: the optimal single-writer schedule of the call graph."""
     block = {s.call_id: len(tokenizer.encode(call_text(s))) * t_token for s in task.steps}
     answer = len(tokenizer.encode(task.answer)) * t_token
-    best = min(_makespan(order, block, latency) for order in _orders(task.chains))
+    best = ideal_makespan(
+        [[schedule.Step(block[s.call_id], latency[s.name]) for s in chain] for chain in task.chains]
+    )
     return {
         "ideal_s": prompt_prefill + best + answer,
         "writing_s": sum(block.values()),
         "answer_s": answer,
         "prompt_prefill_s": prompt_prefill,
     }
-
-
-def _orders(chains: tuple[tuple[Step, ...], ...]) -> list[list[Step]]:
-    """Every order of the calls that keeps each chain's calls in sequence."""
-    if not any(chains):
-        return [[]]
-    orders = []
-    for i, chain in enumerate(chains):
-        if chain:
-            rest = (*chains[:i], chain[1:], *chains[i + 1 :])
-            orders += [[chain[0], *tail] for tail in _orders(rest)]
-    return orders
-
-
-def _makespan(order: list[Step], block: dict[str, float], latency: dict[str, float]) -> float:
-    """Write the calls one after another (a call can start only once its predecessor's result
-    is in); the answer can start when the last result is in."""
-    t, done = 0.0, dict[str, float]()
-    for step in order:
-        t = max(t, done.get(_PREDECESSOR.get(step.call_id, ""), 0.0)) + block[step.call_id]
-        done[step.call_id] = t + latency[step.name]
-    return max(t, *done.values())
 
 
 async def run_once(task: Task, mode: str, timing: Any, text_markers: bool = False) -> Any:
