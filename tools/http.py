@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
-from asynclm.agent.tool import Tool, ToolError, ToolTimeoutError, tool
+from asynclm.tooling import Tool, ToolError, ToolTimeoutError, tool
 
 __all__ = [
     "HttpPolicy",

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import replace
+from typing import Any, cast
 
 import anyio
 
+from asynclm.agent.constrained import turn_grammar
 from asynclm.agent.guard import AllOf, ForgeryGuard
-from asynclm.agent.prompting import system_modules
-from asynclm.agent.result import MODES, Mode, RunResult, Usage
+from asynclm.agent.modes import calling_mode
+from asynclm.agent.prompt_schema import agent_prompt, agent_schema
+from asynclm.agent.prompting import PromptPart, system_parts
+from asynclm.agent.result import Mode, RunResult
 from asynclm.agent.run import AgentRun
-from asynclm.agent.tool import Tool, tool
-from asynclm.engine.context import Context
+from asynclm.agent.spec import RunSpec
+from asynclm.backends.local import LocalContext
 from asynclm.engine.engine import Engine
 from asynclm.engine.grammar import Constraint
 from asynclm.engine.sampling import Sampler
 from asynclm.promptcache.cache import PromptCache
-from asynclm.promptcache.schema import Module, Prompt, Schema, Select, User
+from asynclm.promptcache.schema import Schema
+from asynclm.tooling import Tool, tool
 
 _ENGINES: dict[tuple[str, str | None], Engine] = {}
 _PROMPT_CACHES: weakref.WeakKeyDictionary[Engine, PromptCache] = weakref.WeakKeyDictionary()
@@ -48,12 +52,16 @@ class Agent:
         sampler: decoding (default greedy).
         max_tokens: the most tokens the model may write in one run.
         tool_timeout: seconds before a call is abandoned and reported as an error (a tool's own
-            timeout wins).
+            timeout wins); None for no limit.
         max_tool_threads: concurrent sync tools (they run in worker threads).
         example: include a worked CML example in the system prompt (helps untuned models).
         constraint: an extra decoding constraint factory (called once per run).
         constrained: make the model write its turn through a grammar: call blocks of known
             tools with well-typed arguments, a trap, then the answer (for untuned models).
+        max_calls: with `constrained`, the most calls the grammar admits in a turn.
+
+    Raises:
+        ValueError: A setting is invalid (all problems of the run settings listed at once).
     """
 
     def __init__(
@@ -69,60 +77,63 @@ class Agent:
         tool_timeout: float | None = 60.0,
         max_tool_threads: int = 16,
         example: bool = True,
-        constraint: Callable[[Agent], Any] | None = None,
+        constraint: Callable[[Agent], Constraint] | None = None,
         constrained: bool = False,
         max_calls: int | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if max_tool_threads < 1:
+            raise ValueError(f"max_tool_threads must be >= 1, got {max_tool_threads}")
         built = [t if isinstance(t, Tool) else tool(t) for t in tools]
         names = [t.name for t in built]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"two tools share the name(s) {duplicates}")
         self.tools: dict[str, Tool] = {t.name: t for t in built}
-        self.mode: Mode = mode
-        self._model = model
-        self._adapter = adapter
-        self._engine: Engine | None = model if isinstance(model, Engine) else None
-        self._system_parts = system_modules(built, system, example=example)
-        self.system = "".join(text for _, text in self._system_parts)
+        self.system_parts: list[PromptPart] = system_parts(built, system, example=example)
+        self.system = "".join(part.text for part in self.system_parts)
         self.sampler = sampler or Sampler()
         self.max_tokens = max_tokens
         self.tool_timeout = tool_timeout
-        self._limiter = anyio.CapacityLimiter(max_tool_threads)
-        self._extra_constraint = constraint
         self.constrained = constrained
         self.max_calls = max_calls
+        self._model = model
+        self._adapter = adapter
+        self._engine: Engine | None = model if isinstance(model, Engine) else None
+        self._extra_constraint = constraint
+        self._schema: Schema | None = None
+        self._spec = RunSpec(
+            tools=self.tools,
+            mode=calling_mode(mode),
+            sampler=self.sampler,
+            open_context=self.open_context,
+            make_constraint=self.make_constraint,
+            tool_threads=anyio.CapacityLimiter(max_tool_threads),
+            max_tokens=max_tokens,
+            tool_timeout=tool_timeout,
+        )
+        self.mode: Mode = self._spec.mode.name
 
     # ---- model -------------------------------------------------------------------------------
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
-            assert isinstance(self._model, str)  # an Engine was stored in __init__
-            self._engine = shared_engine(self._model, self._adapter)
+        """The agent's engine (the model is loaded on first use, once per process)."""
+        if self._engine is None:  # `model` named a preset or path (an Engine is set at once)
+            self._engine = shared_engine(cast(str, self._model), self._adapter)
         return self._engine
 
-    def _make_constraint(self) -> Any:
-        """The run's decoding constraint: the forgery guard (it also masks an `[INTR]` special
-        token), plus the turn grammar and any user constraint."""
+    def make_constraint(self) -> AllOf:
+        """A run's decoding constraint: the forgery guard (the model can never write `[INTR]`),
+        plus the turn grammar when `constrained`, plus the agent's own constraint."""
         engine = self.engine
         constraints: list[Constraint] = [ForgeryGuard(engine.tokenizer)]
         if self.constrained:
-            from asynclm.agent.constrained import turn_grammar
-
-            constraints.append(
-                engine.grammar(
-                    ebnf=turn_grammar(self.tools.values(), max_calls=self.max_calls)
-                ).matcher()
-            )
+            grammar = turn_grammar(self.tools.values(), max_calls=self.max_calls)
+            constraints.append(engine.grammar(ebnf=grammar).matcher())
         if self._extra_constraint is not None:
             constraints.append(self._extra_constraint(self))
         return AllOf(constraints)
 
-    # ---- the system prompt: Prompt Cache modules -------------------------------------------
+    # ---- the prompt: system parts as Prompt Cache modules --------------------------------------
     @property
     def prompt_cache(self) -> PromptCache:
         """The engine's Prompt Cache (shared by every agent on the engine)."""
@@ -132,46 +143,46 @@ class Agent:
             cache = _PROMPT_CACHES[engine] = PromptCache(engine)
         return cache
 
-    def _schema(self) -> tuple[str, list[Select]]:
-        """Register the system prompt (once per cache) as a prefix-encoded PML schema."""
-        parts = self._system_parts
-        digest = hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
-        name = f"agent-{digest}"
+    def prompt_schema(self) -> Schema:
+        """The system prompt's PML schema, registered with the Prompt Cache (once per cache)."""
+        if self._schema is None:
+            self._schema = agent_schema(self.engine.tokenizer.chat, self.system_parts)
         cache = self.prompt_cache
-        if name not in cache.schemas:
-            # The role's opening goes into the first module and its closing into a last one, so
-            # that a module's K/V depends only on what comes before it (prefix reuse across
-            # agents whose prompts share a beginning).
-            chat = self.engine.tokenizer.chat
-            texts = [text for _, text in parts]
-            texts[0] = chat.begin + chat.role_prefix("system") + texts[0]
-            modules = [Module(part, [text]) for (part, _), text in zip(parts, texts, strict=True)]
-            modules.append(Module("system.end", [chat.role_suffix("system")]))
-            cache.register(Schema(name, modules, encoding="prefix"))
-        return name, [Select(part) for part, _ in parts] + [Select("system.end")]
+        if self._schema.name not in cache.schemas:
+            cache.register(self._schema)
+        return self._schema
 
     async def warm(self) -> None:
         """Compute the system prompt's K/V now (runs reuse it; nothing is recomputed)."""
-        name, selections = self._schema()
-        ctx = await self.prompt_cache.context(Prompt(name, selections))
+        ctx = await self.prompt_cache.context(agent_prompt(self.prompt_schema()))
         ctx.release()
 
     @asynccontextmanager
-    async def _context_for(self, prompt: str, usage: Usage) -> AsyncIterator[Context]:
-        name, selections = self._schema()
-        ctx = await self.prompt_cache.context(Prompt(name, selections, [User([prompt])]))
+    async def open_context(self, prompt: str) -> AsyncIterator[LocalContext]:
+        """A context holding the agent's prompt for `prompt`, ready for the assistant's turn.
+
+        The system prompt's K/V come from the Prompt Cache; only the user's turn is pending.
+        The context is released when the block exits.
+        """
+        ctx = await self.prompt_cache.context(agent_prompt(self.prompt_schema(), prompt))
         try:
-            usage.cached_prompt_tokens = ctx.num_cached
             ctx.assistant()
-            usage.prompt_tokens = ctx.num_tokens - ctx.num_cached
-            yield ctx
+            yield LocalContext(ctx)
         finally:
             ctx.release()
 
     # ---- running -----------------------------------------------------------------------------
+    def run_spec(self, mode: Mode | None = None) -> RunSpec:
+        """The specification of a run of this agent (in `mode`, or the agent's own).
+
+        Raises:
+            ValueError: If `mode` names no mode.
+        """
+        return self._spec if mode is None else replace(self._spec, mode=calling_mode(mode))
+
     async def run(self, prompt: str, *, mode: Mode | None = None) -> RunResult:
         """Run the agent on a prompt to completion."""
-        return await AgentRun(self, prompt, self._mode(mode)).execute()
+        return await AgentRun(self.run_spec(mode), prompt).execute()
 
     def run_sync(self, prompt: str, *, mode: Mode | None = None) -> RunResult:
         """`run` for synchronous code (starts an event loop)."""
@@ -183,17 +194,11 @@ class Agent:
 
         Leaving the block early cancels the run and its tools.
         """
-        run = AgentRun(self, prompt, self._mode(mode))
+        run = AgentRun(self.run_spec(mode), prompt)
         async with anyio.create_task_group() as tg:
             tg.start_soon(run.execute)
             try:
                 yield run
             finally:
-                if run._result is None:
+                if not run.done:
                     tg.cancel_scope.cancel()
-
-    def _mode(self, mode: Mode | None) -> Mode:
-        mode = mode or self.mode
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        return mode

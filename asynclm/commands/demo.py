@@ -51,7 +51,7 @@ def make_tools():
 
 def main(args: argparse.Namespace) -> int:
     from asynclm.agent import Agent
-    from asynclm.agent.timeline import render_timeline
+    from asynclm.trace import render_timeline
 
     tools = make_tools()
     constrained = args.adapter is None
@@ -94,7 +94,7 @@ def _report(mode: str, result, timeline: str) -> None:
 
 
 def _save(folder: Path, results: dict) -> None:
-    from asynclm.agent.gantt import draw_gantt
+    from asynclm.trace import draw_gantt
 
     folder.mkdir(parents=True, exist_ok=True)
     summary = {}

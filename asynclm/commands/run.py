@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 
+from asynclm.agent.result import MODES
+
 BUILTIN_TOOLS = {
     "calculator": "asynclm.tools.calculator:calculator",
     "now": "asynclm.tools.clock:now",
@@ -29,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MODULE:ATTR",
         help="a Tool, a function or a list of them; built in: " + ", ".join(BUILTIN_TOOLS),
     )
-    p.add_argument("--mode", choices=["async", "sync-parallel", "sync"], default="async")
+    p.add_argument("--mode", choices=MODES, default="async")
     p.add_argument("--model", default="smollm2-135m")
     p.add_argument("--adapter", default=None)
     p.add_argument("--system", default=None, help="instructions before the tool documentation")
@@ -61,7 +63,7 @@ def load_tools(specs: list[str]) -> list[Any]:
 
 def main(args: argparse.Namespace) -> int:
     from asynclm.agent import Agent
-    from asynclm.agent.timeline import render_timeline
+    from asynclm.trace import render_timeline
 
     agent = Agent(
         load_tools(args.tool),
@@ -81,7 +83,7 @@ def main(args: argparse.Namespace) -> int:
     if args.trace:
         print(f"trace: {result.timeline.save_chrome(args.trace)}")
     if args.png:
-        from asynclm.agent.gantt import draw_gantt
+        from asynclm.trace import draw_gantt
 
         print(f"gantt: {draw_gantt(result.timeline, args.png, title=args.prompt[:60])}")
     return 0

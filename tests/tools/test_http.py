@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from asynclm.agent.tool import Tool, ToolError, ToolTimeoutError
+from asynclm.tooling import Tool, ToolError, ToolTimeoutError
 from asynclm.tools.http import (
     ResponseTooLargeError,
     URLNotAllowedError,

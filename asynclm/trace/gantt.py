@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from asynclm.agent.trace import Trace, TraceEvent, lane_order, writable_path
+from asynclm.trace.event import TraceEvent
+from asynclm.trace.lanes import lane_order
+from asynclm.trace.paths import writable_path
+from asynclm.trace.recorder import Trace
 
 __all__ = ["CATEGORY_COLOURS", "draw_gantt"]
 

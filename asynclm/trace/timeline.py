@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from asynclm.agent.trace import Trace, lane_order
+from asynclm.trace.lanes import lane_order
+from asynclm.trace.recorder import Trace
 
 _GLYPHS = {"decode": "=", "prefill": "=", "call": "#", "trap": ".", "interrupt": "!"}
 _INSTANTS = {"dispatch": ">", "interrupt": "!", "trap": "|"}

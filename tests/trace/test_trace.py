@@ -11,10 +11,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asynclm.agent.gantt import draw_gantt
-from asynclm.agent.trace import (
+from asynclm.trace import (
     Trace,
     TraceEvent,
+    draw_gantt,
     from_chrome,
     lane_order,
     summarize,

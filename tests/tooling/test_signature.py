@@ -1,53 +1,18 @@
-"""Tests for the tool definition layer: schemas, definition errors, invoke, format_result."""
+"""`@tool`: schemas from signatures and docstrings, definition errors reported at once."""
 
-import dataclasses
-import enum
 import threading
-import time
 from typing import Annotated, Any, Literal, Optional
 
-import anyio
 import pytest
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from asynclm.agent.tool import (
+from asynclm.tooling import (
     Tool,
     ToolDefinitionError,
-    ToolError,
-    ToolTimeoutError,
-    format_result,
     parse_docstring,
     tool,
 )
-from asynclm.cml.call import CallArgumentError
-
-
-class Color(enum.Enum):
-    RED = "red"
-    BLUE = "blue"
-
-
-class Point(BaseModel):
-    x: int
-    y: int = 0
-
-
-class Node(BaseModel):
-    value: int
-    children: list["Node"] = []
-
-
-def obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    """The parameter schema `@tool` produces."""
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
-# --- schema generation -------------------------------------------------------------------------
+from tests.tooling.models import Color, Node, Point, obj
 
 
 def test_schema_from_hints_and_docstring() -> None:
@@ -299,235 +264,27 @@ def test_tool_fields_validated() -> None:
         Tool("t", "", {"type": "object", "properties": {"x": {"type": 5}}})
 
 
-# --- from_schema -------------------------------------------------------------------------------
+def test_only_the_leading_text_and_the_args_section_are_read() -> None:
+    summary, args = parse_docstring(
+        """Looks up a word.
 
+        Example:
+            >>> lookup("x")
 
-def test_from_schema_openai_form() -> None:
-    doc = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-    made = Tool.from_schema(doc, timeout=3.0)
-    assert made.openai_schema() == doc
-    assert (made.function, made.timeout) == (None, 3.0)
+        Keyword Args:
+            mode: Not a parameter section of ours.
 
-
-def test_from_schema_bfcl_form_is_normalized() -> None:
-    async def fn(**kwargs: Any) -> Any:
-        return kwargs
-
-    doc = {
-        "name": "math.hypot",
-        "description": "Hypotenuse.",
-        "parameters": {
-            "type": "dict",
-            "properties": {
-                "sides": {"type": "tuple", "items": {"type": "float"}},
-                "extra": {"type": "any"},
-            },
-            "required": ["sides"],
-        },
-    }
-    made = Tool.from_schema(doc, fn)
-    assert made.name == "math.hypot"
-    assert made.is_async is True
-    assert made.parameters == {
-        "type": "object",
-        "properties": {
-            "sides": {"type": "array", "items": {"type": "number"}},
-            "extra": {},
-        },
-        "required": ["sides"],
-    }
-
-
-def test_from_schema_reports_problems() -> None:
-    with pytest.raises(ToolDefinitionError) as info:
-        Tool.from_schema({"description": 3, "parameters": "nope"})
-    assert len(info.value.problems) == 3
-    with pytest.raises(ToolDefinitionError, match="not a \\(dotted\\) Python identifier"):
-        Tool.from_schema({"name": "bad name"})
-
-
-def test_from_schema_without_parameters() -> None:
-    made = Tool.from_schema({"name": "ping"})
-    assert made.parameters == {"type": "object", "properties": {}}
-
-
-# --- invoke ------------------------------------------------------------------------------------
-
-
-@pytest.mark.anyio
-async def test_invoke_sync_runs_in_worker_thread() -> None:
-    @tool
-    def where(x: int) -> tuple[int, int]:
-        return x, threading.get_ident()
-
-    value, thread = await where.invoke({"x": 4})
-    assert value == 4
-    assert thread != threading.get_ident()
-
-
-@pytest.mark.anyio
-async def test_invoke_async_and_prepare_converts_values() -> None:
-    @tool
-    async def paint(color: Color, at: Point, pair: tuple[int, int]) -> Any:
-        return color, at, pair
-
-    assert await paint.invoke({"color": "red", "at": {"x": 1}, "pair": (1, 2)}) == (
-        Color.RED,
-        Point(x=1, y=0),
-        (1, 2),
+        Args:
+            word: The word.
+        """
     )
+    assert (summary, args) == ("Looks up a word.", {"word": "The word."})
 
 
-@pytest.mark.anyio
-async def test_invoke_validation_errors_listed() -> None:
-    @tool
-    def f(a: int, b: str) -> None:
-        return None
+def test_public_names_are_the_tool_layer_ones() -> None:
+    import asynclm
+    import asynclm.agent
+    import asynclm.tooling
 
-    with pytest.raises(CallArgumentError) as info:
-        await f.invoke({"a": "one", "c": 1})
-    message = str(info.value)
-    assert "'b' is a required property" in message
-    assert "'one' is not of type 'integer'" in message
-    assert "'c'" in message
-
-
-@pytest.mark.anyio
-async def test_invoke_timeout_async() -> None:
-    @tool(timeout=0.05)
-    async def slow() -> None:
-        await anyio.sleep(10)
-
-    start = time.monotonic()
-    with pytest.raises(ToolTimeoutError, match=r"'slow' timed out after 0\.05 s"):
-        await slow.invoke({})
-    assert time.monotonic() - start < 2
-
-
-@pytest.mark.anyio
-async def test_invoke_timeout_sync_abandons_thread() -> None:
-    release = threading.Event()
-
-    @tool(timeout=0.05)
-    def blocked() -> None:
-        release.wait(5)
-
-    start = time.monotonic()
-    with pytest.raises(ToolTimeoutError):
-        await blocked.invoke({})
-    assert time.monotonic() - start < 2
-    release.set()
-
-
-@pytest.mark.anyio
-async def test_timeout_error_from_function_is_not_ours() -> None:
-    @tool(timeout=5)
-    async def raises() -> None:
-        raise TimeoutError("upstream")
-
-    with pytest.raises(TimeoutError, match="upstream") as info:
-        await raises.invoke({})
-    assert not isinstance(info.value, ToolTimeoutError)
-
-
-@pytest.mark.anyio
-async def test_invoke_limiter_bounds_threads() -> None:
-    lock = threading.Lock()
-    running = peak = 0
-
-    @tool
-    def work() -> None:
-        nonlocal running, peak
-        with lock:
-            running += 1
-            peak = max(peak, running)
-        time.sleep(0.02)
-        with lock:
-            running -= 1
-
-    limiter = anyio.CapacityLimiter(2)
-    async with anyio.create_task_group() as group:
-        for _ in range(6):
-            group.start_soon(lambda: work.invoke({}, limiter=limiter))
-    assert peak == 2
-
-
-@pytest.mark.anyio
-async def test_invoke_without_function() -> None:
-    made = Tool.from_schema({"name": "ghost"})
-    with pytest.raises(ToolError, match="no function"):
-        await made.invoke({})
-
-
-def test_tool_is_frozen_and_hashable() -> None:
-    @tool
-    def f(a: int) -> int:
-        return a
-
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        f.name = "g"  # type: ignore[misc]
-    assert {f: 1}[f] == 1
-
-
-# --- format_result -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Pair:
-    a: int
-    b: str
-
-
-@pytest.mark.parametrize(
-    ("value", "text"),
-    [
-        ("plain text", "plain text"),
-        ({"a": [1, 2.5, None, True]}, '{"a": [1, 2.5, null, true]}'),
-        (42, "42"),
-        (None, "null"),
-        (False, "false"),
-        ({"é": "ü"}, '{"é": "ü"}'),
-        ({"p": Point(x=1)}, '{"p": {"x": 1, "y": 0}}'),
-        (Pair(1, "x"), '{"a": 1, "b": "x"}'),
-        ({"s": {3, 1}}, '{"s": [1, 3]}'),
-        ({"obj": Color.RED}, '{"obj": "Color.RED"}'),
-    ],
-)
-def test_format_result(value: Any, text: str) -> None:
-    assert format_result(value, 1000) == text
-
-
-def test_format_result_circular_falls_back_to_str() -> None:
-    value: list[Any] = [1]
-    value.append(value)
-    assert format_result(value, 100) == "[1, [...]]"
-
-
-def test_format_result_truncation() -> None:
-    text = format_result("x" * 20_000, 100)
-    assert len(text) <= 100
-    assert text.endswith("… [truncated 19925 chars]")
-    assert text.startswith("x" * 75)
-    assert len(format_result("y" * 100, 100)) == 100  # exactly at the cap: untouched
-    assert format_result("z" * 50, 5) == "zzzzz"  # no room for the marker
-    with pytest.raises(ValueError):
-        format_result("x", 0)
-
-
-def test_tool_format_result_uses_its_cap() -> None:
-    @tool(max_result_chars=30)
-    def f() -> None:
-        return None
-
-    assert len(f.format_result(list(range(100)))) <= 30
+    assert asynclm.tool is asynclm.tooling.tool is asynclm.agent.tool  # the decorator
+    assert asynclm.Tool is asynclm.tooling.Tool is asynclm.agent.Tool

@@ -1,0 +1,36 @@
+"""The agent's prompt as a Prompt Cache schema: each system part a prefix-encoded module.
+
+The module texts are `system_pieces` and the user's turn a `<user>` role, so the Prompt Cache
+encodes exactly the pieces `prompt_pieces` lists (the renderer fine-tuning uses too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from asynclm.agent.prompting import ChatTemplate, PromptPart, system_pieces
+from asynclm.promptcache.schema import Module, Prompt, Schema, Select, User
+
+__all__ = ["SYSTEM_END", "agent_prompt", "agent_schema"]
+
+SYSTEM_END = "system.end"  # the module holding the system turn's closing text
+
+
+def agent_schema(chat: ChatTemplate, parts: Sequence[PromptPart]) -> Schema:
+    """A prefix-encoded schema of the system parts, named by a digest of their texts.
+
+    Agents with the same system prompt get the same schema (and share its cached K/V).
+    """
+    texts = system_pieces(chat, parts)
+    names = [part.name for part in parts] + [SYSTEM_END]
+    digest = hashlib.sha256(repr(list(zip(names, texts, strict=True))).encode()).hexdigest()
+    modules = [Module(name, [text]) for name, text in zip(names, texts, strict=True)]
+    return Schema(f"agent-{digest[:16]}", modules, encoding="prefix")
+
+
+def agent_prompt(schema: Schema, user: str | None = None) -> Prompt:
+    """A prompt selecting every module of `schema`, then the user's turn (if any)."""
+    selections = [Select(module.name) for module in schema.children if isinstance(module, Module)]
+    turns = [User([user])] if user is not None else []
+    return Prompt(schema.name, selections, turns)
