@@ -15,7 +15,6 @@ from random import Random
 from types import SimpleNamespace
 from typing import Any
 
-from asynclm.agent.tool import DEFAULT_MAX_RESULT_CHARS, format_result
 from asynclm.finetune import pools
 from asynclm.finetune.catalog import CHAINS, HELD_OUT, HELD_OUT_CHAINS, TRAINING, Chain
 from asynclm.finetune.family import Family, fill, placeholders, spoken
@@ -28,6 +27,7 @@ from asynclm.finetune.task import (
     draw_estimate,
     draw_latency,
 )
+from asynclm.tooling import DEFAULT_MAX_RESULT_CHARS, format_result
 
 DEFAULT_MIX: Mapping[str, float] = {
     "single": 0.14,

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from random import Random
 from typing import Any, Protocol
 
-from asynclm.agent.tool import DEFAULT_MAX_RESULT_CHARS, format_result
-from asynclm.cml.call import CallArgumentError, validate_arguments
 from asynclm.finetune.render import tools_for
 from asynclm.finetune.task import AnswerPart, Call, Task, draw_estimate, draw_latency, tool_name
+from asynclm.tooling import DEFAULT_MAX_RESULT_CHARS, CallArgumentError, format_result
 from asynclm.tools.simulated import default_result
 
 LIVE_CATEGORIES = (
@@ -137,7 +136,7 @@ def _calls(ground_truth: list, tools, estimates, rng: Random) -> tuple[list[Call
             return [], "ground truth names an unknown function"
         args = {p: _first(values) for p, values in params.items() if not _omissible(values)}
         try:
-            validate_arguments(dict(args), tools[name].parameters)
+            tools[name].validate(args)
         except CallArgumentError:
             return [], "ground truth fails the function's schema"
         text = format_result(default_result(name, args), DEFAULT_MAX_RESULT_CHARS)

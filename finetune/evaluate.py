@@ -15,11 +15,11 @@ from typing import Any
 
 import anyio
 
-from asynclm.agent.tool import Tool, ToolError
 from asynclm.finetune.bank import DEFAULT_MIX, bank_tasks
 from asynclm.finetune.metrics import RunRecord, Score, canonical, score, summarize
 from asynclm.finetune.simulate import MODES, Mode
 from asynclm.finetune.task import USER, Task, tool_name
+from asynclm.tooling import Tool, ToolError
 
 EVAL_MIX = {k: v for k, v in DEFAULT_MIX.items() if k != "user_interrupt"}
 NO_DATA = "no data for these arguments"
@@ -55,7 +55,8 @@ def task_agent_tools(task: Task, latency_scale: float = 1.0) -> list[Tool]:
     for doc in task.tools:
         name = tool_name(doc)
         calls = {canonical(c.name, c.arguments): c for c in task.calls if c.name == name}
-        tools.append(Tool.from_schema(doc, _responder(name, calls, latency_scale)))
+        responder = _responder(name, calls, latency_scale)
+        tools.append(Tool.from_schema(doc, responder, latency=task.estimates.get(name)))
     return tools
 
 
@@ -106,7 +107,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Runs every held-out task in every mode; returns the summary and each run's details."""
     tasks = list(tasks) if tasks is not None else held_out_tasks(cfg)
-    runs, by_mode = [], {m: [] for m in cfg.modes}
+    runs: list[dict[str, Any]] = []
+    by_mode: dict[str, list[Score]] = {m: [] for m in cfg.modes}
     started = time.perf_counter()
     for task, mode in progress([(t, m) for t in tasks for m in cfg.modes]):
         result, s = anyio.run(run_task, engine, task, mode, cfg)

@@ -15,12 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asynclm.agent.prompting import system_modules
-from asynclm.agent.tool import Tool
+from asynclm.agent.prompting import prompt_pieces, system_parts
 from asynclm.cml.tokens import MARKERS
 from asynclm.engine.tokenizer import ChatFormat, Tokenizer
 from asynclm.finetune.simulate import Turn
-from asynclm.finetune.task import Task
+from asynclm.finetune.task import Task, tool_name
+from asynclm.tooling import Tool
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,41 +48,32 @@ def add_cml_tokens(tokenizer: Tokenizer) -> list[int]:
 
 
 def task_tools(task: Task) -> list[Tool]:
-    """The task's tools as the agent holds them (documents only; nothing runs in training)."""
-    return tools_for(task.tools)
+    """The task's tools as the agent holds them, each stating its estimated latency (documents
+    only: nothing runs in training)."""
+    return tools_for(task.tools, task.estimates)
 
 
-def tools_for(docs: Sequence[Mapping[str, Any]]) -> list[Tool]:
+def tools_for(
+    docs: Sequence[Mapping[str, Any]], estimates: Mapping[str, float] | None = None
+) -> list[Tool]:
     """Tools for function documents (BFCL or OpenAI form), as `Tool.from_schema` reads them.
 
     Raises:
         ToolDefinitionError: A document the agent cannot read (a ValueError).
     """
-    return [_tool(json.dumps(doc)) for doc in docs]  # key order kept: it is the prompt's
+    estimates = estimates or {}
+    return [_tool(json.dumps(doc), estimates.get(tool_name(doc))) for doc in docs]
 
 
 @functools.lru_cache(maxsize=4096)
-def _tool(doc: str) -> Tool:
-    return Tool.from_schema(json.loads(doc))
+def _tool(doc: str, latency: float | None) -> Tool:
+    return Tool.from_schema(json.loads(doc), latency=latency)
 
 
-def prompt_pieces(chat: ChatFormat, task: Task) -> list[str]:
-    """The agent's prompt for `task` as text pieces in prefill order, each encoded on its own.
-
-    The one place that knows how the agent lays out its prompt (system modules, the chat
-    roles, the generation prompt), so training and run time cannot drift apart.
-    """
-    modules = system_modules(task_tools(task), task.instructions, example=task.example)
-    parts = [text for _, text in modules]
-    parts[0] = chat.begin + chat.role_prefix("system") + parts[0]
-    return [
-        *parts,
-        chat.role_suffix("system"),
-        chat.role_prefix("user"),
-        task.prompt,
-        chat.role_suffix("user"),
-        chat.generation_prompt,
-    ]
+def task_prompt(chat: ChatFormat, task: Task) -> list[str]:
+    """The agent's prompt for `task`, as the text pieces it prefills (the shared renderer)."""
+    parts = system_parts(task_tools(task), task.instructions, example=task.example)
+    return prompt_pieces(chat, parts, task.prompt)
 
 
 class Renderer:
@@ -119,7 +110,7 @@ class Renderer:
 
     def prompt_ids(self, task: Task) -> list[int]:
         """The prompt's token ids, as the agent prefills them."""
-        return [t for piece in prompt_pieces(self.tokenizer.chat, task) for t in self.encode(piece)]
+        return [t for piece in task_prompt(self.tokenizer.chat, task) for t in self.encode(piece)]
 
     def turn_ids(self, turn: Turn) -> tuple[list[int], list[bool]]:
         """The turn's token ids and which of them the model writes."""

@@ -89,8 +89,8 @@ def load_base(name: str, seed: int = 0) -> tuple[Any, Tokenizer]:
     from asynclm.engine.loader import DEFAULT_MODEL, default_tokenizer, load_model, to_transformers
 
     if name == "tiny":
-        model = load_model("tiny", seed=seed, device="cpu").model
-        return to_transformers(model), default_tokenizer()
+        tiny = load_model("tiny", seed=seed, device="cpu").model
+        return to_transformers(tiny), default_tokenizer()
     if name == DEFAULT_MODEL:
         return _default_model(), default_tokenizer()
     path = Path(name).expanduser()

@@ -5,12 +5,11 @@ from collections import Counter
 
 import pytest
 
-from asynclm.agent.tool import Tool
-from asynclm.cml.call import validate_arguments
 from asynclm.finetune.bank import DEFAULT_MIX, bank_tasks
 from asynclm.finetune.catalog import CHAINS, HELD_OUT, HELD_OUT_CHAINS, TRAINING, family
 from asynclm.finetune.metrics import expected_values
 from asynclm.finetune.task import USER, task_problems, tool_name
+from asynclm.tooling import Tool
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def test_arguments_fit_the_tool_schemas(tasks):
     for t in tasks:
         tools = {tool_name(d): Tool.from_schema(d) for d in t.tools}
         for call in t.calls:
-            validate_arguments(dict(call.arguments), tools[call.name].parameters)
+            tools[call.name].validate(call.arguments)
 
 
 def test_estimates_are_stated_for_every_tool_between_1ms_and_1s(tasks):

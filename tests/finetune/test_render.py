@@ -7,15 +7,16 @@ import anyio
 import pytest
 
 from asynclm.agent import Agent
-from asynclm.agent.tool import Tool, ToolError
+from asynclm.agent.prompting import prompt_pieces
 from asynclm.backends.scripted import ScriptedModel, actions
 from asynclm.engine.engine import Engine
 from asynclm.engine.loader import default_tokenizer
 from asynclm.finetune.bank import bank_tasks
 from asynclm.finetune.metrics import canonical
-from asynclm.finetune.render import Renderer, add_cml_tokens, prompt_pieces
+from asynclm.finetune.render import Renderer, add_cml_tokens, task_prompt, task_tools
 from asynclm.finetune.simulate import MODES, simulate
 from asynclm.finetune.task import USER, tool_name
+from asynclm.tooling import Tool, ToolError
 
 
 @pytest.fixture(scope="module")
@@ -53,18 +54,17 @@ def test_loss_falls_on_what_the_model_writes_only(renderer, tokenizer):
     assert "[INTR]" not in written
 
 
-def test_the_prompt_is_the_agents_own(tokenizer):
-    (task,) = pick(["single"])
-    pieces = prompt_pieces(tokenizer.chat, task)
+def test_the_prompt_is_the_agents_own_with_the_latency_estimates(tokenizer):
+    (task,) = pick(["parallel"])
     agent = Agent(
-        [Tool.from_schema(d) for d in task.tools],
-        model=_engine(tokenizer),
-        system=task.instructions,
-        example=task.example,
+        task_tools(task), model=_engine(tokenizer), system=task.instructions, example=task.example
     )
-    assert "".join(pieces).startswith(tokenizer.chat.begin + tokenizer.chat.role_prefix("system"))
-    assert agent.system in "".join(pieces)
-    assert pieces[-2:] == [tokenizer.chat.role_suffix("user"), tokenizer.chat.generation_prompt]
+    assert task_prompt(tokenizer.chat, task) == prompt_pieces(
+        tokenizer.chat, agent.system_parts, task.prompt
+    )
+    for name, estimate in task.estimates.items():
+        assert f"{name}(" in agent.system
+        assert f"takes about {estimate:.2g} s" in agent.system
 
 
 def _engine(tokenizer):
@@ -135,7 +135,7 @@ async def replay(renderer, task, turn):
                 raise ToolError(call.result.removeprefix("error: "))
             return call.result
 
-        return Tool.from_schema(doc, run)
+        return Tool.from_schema(doc, run, latency=task.estimates[name])
 
     agent = Agent(
         [tool_for(d) for d in task.tools],
