@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from asynclm.finetune import pools
+from asynclm.finetune.bfcl_live import HARNESS_INSTRUCTIONS
 from asynclm.finetune.catalog import CHAINS, HELD_OUT, HELD_OUT_CHAINS, TRAINING, Chain
 from asynclm.finetune.family import Family, fill, placeholders, spoken
 from asynclm.finetune.task import (
@@ -40,6 +41,7 @@ DEFAULT_MIX: Mapping[str, float] = {
     "user_interrupt": 0.12,
 }
 INSTRUCTIONS = (
+    HARNESS_INSTRUCTIONS,
     "Answer briefly.",
     "You are a helpful assistant.",
     "You are a travel assistant. Be concise.",

@@ -11,15 +11,15 @@ turns, arguments that fail the tool's schema) are skipped and counted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any, Protocol
 
 from asynclm.finetune.render import tools_for
 from asynclm.finetune.task import AnswerPart, Call, Task, draw_estimate, draw_latency, tool_name
-from asynclm.tooling import DEFAULT_MAX_RESULT_CHARS, CallArgumentError, format_result
-from asynclm.tools.simulated import default_result
+from asynclm.tooling import CallArgumentError
+from asynclm.tools.simulated import fnv1a_32
 
 LIVE_CATEGORIES = (
     "live_simple",
@@ -33,6 +33,22 @@ SAYS = (
     "The result of {name} is {value}.",
     "Done: {name} gave {value}.",
 )
+# The BFCL harness's agent instructions and its simulated results ("ok #0427"), so that live
+# tasks look like the benchmark's runs. (Local copies until the harness's runner is on main:
+# then imported from asynclm.bfcl_eval.)
+HARNESS_INSTRUCTIONS = (
+    "You are an expert at calling functions. Make the calls that fulfil the user's request, "
+    "with argument values taken from the request; start calls that do not depend on each "
+    "other right away. If none of the functions fits the request, make no call and say so."
+)
+
+
+def harness_result(name: str, arguments: Mapping[str, Any]) -> str:
+    """The harness's simulated result of a call: short and stable."""
+    key = name + repr(sorted(arguments.items(), key=lambda item: item[0]))
+    return f"ok #{fnv1a_32(key) % 10000:04d}"
+
+
 REFUSALS = (
     "None of the available functions can help with this request.",
     "Sorry, I have no function that can do that.",
@@ -121,7 +137,7 @@ def entry_task(entry: EntryLike, rng: Random) -> tuple[Task | None, str]:
         estimates=estimates,
         calls=tuple(calls),
         answer=tuple(answer),
-        instructions=system or None,
+        instructions="\n\n".join(filter(None, [HARNESS_INSTRUCTIONS, system])),
         example=rng.random() < 0.5,
     ), ""
 
@@ -139,7 +155,7 @@ def _calls(ground_truth: list, tools, estimates, rng: Random) -> tuple[list[Call
             tools[name].validate(args)
         except CallArgumentError:
             return [], "ground truth fails the function's schema"
-        text = format_result(default_result(name, args), DEFAULT_MAX_RESULT_CHARS)
+        text = harness_result(name, args)
         calls.append(Call(f"k{i + 1}", name, args, text, draw_latency(rng, estimates[name])))
     return calls, ""
 
@@ -160,8 +176,9 @@ def _answer(calls: list[Call], rng: Random) -> list[AnswerPart]:
         return [AnswerPart(rng.choice(REFUSALS))]
     parts = []
     for call in calls:
-        value = default_result(call.name, dict(call.arguments))["value"]
-        parts.append(AnswerPart(rng.choice(SAYS).format(name=call.name, value=value), (call.key,)))
+        parts.append(
+            AnswerPart(rng.choice(SAYS).format(name=call.name, value=call.result), (call.key,))
+        )
     return parts
 
 

@@ -228,6 +228,29 @@ def packed_loss(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tens
     return loss / max(count, 1), count
 
 
+# ---- the time budget --------------------------------------------------------------------------
+
+
+def seconds_per_token(model: Any, row: dict[str, Any]) -> float:
+    """Seconds of one training forward and backward on `row`, per token (gradients dropped)."""
+    batch = collate([row])
+    started = time.perf_counter()
+    loss, _ = packed_loss(model, batch)
+    loss.backward()
+    seconds = time.perf_counter() - started
+    model.zero_grad(set_to_none=True)
+    return seconds / len(row["input_ids"])
+
+
+def steps_for_budget(cfg: TrainConfig, per_token_s: float, mean_row_tokens: float) -> int:
+    """The most steps (up to `cfg.steps`) that fit in `cfg.max_minutes` at the measured speed,
+    so that the learning-rate schedule runs to its end within the budget."""
+    if not cfg.max_minutes:
+        return cfg.steps
+    per_step = per_token_s * mean_row_tokens * cfg.rows_per_step
+    return max(1, min(cfg.steps, int(cfg.max_minutes * 60 * 0.9 / per_step)))
+
+
 # ---- the trainer ------------------------------------------------------------------------------
 
 
@@ -253,7 +276,9 @@ def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> Any:
             self.hit = False
 
         def on_step_end(self, args, state, control, **kwargs):
-            if cfg.max_minutes and time.monotonic() - self.started > cfg.max_minutes * 60:
+            # The step count was fitted to the budget; this guards against a machine that
+            # slows down a lot (a 20 percent margin).
+            if cfg.max_minutes and time.monotonic() - self.started > cfg.max_minutes * 72:
                 control.should_training_stop = True
                 control.should_save = True
                 self.hit = True
