@@ -210,17 +210,23 @@ def _plan(cfg: TrainConfig, model: Any, rows: Any, out: Path, resume: bool) -> d
     from asynclm.finetune import train as T
 
     path = out / "plan.json"
+    asked = {
+        "max_steps": cfg.steps,
+        "budget_minutes": cfg.max_minutes,
+        "rows_per_step": cfg.rows_per_step,
+    }
     if resume and path.exists():
-        return dict(json.loads(path.read_text()))
+        saved = dict(json.loads(path.read_text()))
+        if all(saved.get(k) == v for k, v in asked.items()):
+            return saved  # the same run: the same schedule
     mean = _mean_row(rows)
     typical = min(range(len(rows)), key=lambda i: abs(len(rows[i]["input_ids"]) - mean))
     per_token = T.seconds_per_token(model, rows[typical])
-    plan = {
+    plan = asked | {
         "steps": T.steps_for_budget(cfg, per_token, mean),
         "measured_tokens_per_s": round(1 / per_token, 1),
         "mean_row_tokens": round(mean, 1),
         "rows": len(rows),
-        "budget_minutes": cfg.max_minutes,
     }
     path.write_text(json.dumps(plan))
     return plan
