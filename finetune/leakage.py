@@ -8,6 +8,7 @@ question or function document belongs to an evaluation entry fails the build, li
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,8 +72,9 @@ class Fingerprints:
         return found
 
 
+@functools.cache
 def evaluation_fingerprints() -> Fingerprints:
-    """Fingerprints of every evaluation category of the BFCL harness.
+    """Fingerprints of every evaluation category of the BFCL harness (read once per process).
 
     Raises:
         ImportError: The BFCL harness is not installed.

@@ -14,14 +14,15 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from asynclm.finetune.config import TrainConfig
 from asynclm.finetune.dataset import DataConfig, build_dataset
 from asynclm.finetune.evaluate import EvalConfig, evaluate
-from asynclm.finetune.train import TrainConfig
 
 ADAPTER_NAME = "smollm2-135m-cml"
 
@@ -82,8 +83,14 @@ class Timer:
     started: float = field(default_factory=time.perf_counter)
     stages: dict[str, float] = field(default_factory=dict)
 
-    def lap(self, name: str, since: float) -> None:
-        self.stages[name] = round((time.perf_counter() - since) / 60, 2)
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        yield
+        self.stages[name] = round((time.perf_counter() - started) / 60, 2)
+
+    def total(self) -> float:
+        return round((time.perf_counter() - self.started) / 60, 2)
 
 
 def run(
@@ -99,45 +106,44 @@ def run(
 
     timer = Timer()
     out.mkdir(parents=True, exist_ok=True)
-    T.write_json(
-        out / "config.json",
-        {"config": asdict(cfg), "command": sys.argv, "environment": environment()},
-    )
-    import torch
-
-    torch.manual_seed(cfg.train.seed)
-    t = time.perf_counter()
-    model, tokenizer = T.load_base(cfg.train.model, seed=cfg.train.seed)
-    token_ids = T.add_cml_embeddings(model, tokenizer)
-    threads = T.pick_threads(model, cfg.train.threads)
-    timer.lap("load_model", t)
-    log(f"model {cfg.train.model} loaded; CML tokens {token_ids}; threads {threads}")
-
-    t = time.perf_counter()
-    stats = _dataset(cfg, tokenizer, out, resume, log, progress)
-    timer.lap("data", t)
-
-    t = time.perf_counter()
-    trainer, history = _train(cfg, model, token_ids, out, resume, log)
-    timer.lap("train", t)
+    context = {"config": asdict(cfg), "command": sys.argv, "environment": environment()}
+    T.write_json(out / "config.json", context)
+    with timer.stage("load_model"):
+        model, tokenizer, token_ids, threads = _base(cfg.train, log)
+    with timer.stage("data"):
+        stats = _dataset(cfg, tokenizer, out, resume, log, progress)
+    with timer.stage("train"):
+        trainer, history = _train(cfg, model, token_ids, out, resume, log)
     adapter = T.save_adapter(trainer.model, tokenizer, out / "adapter")
     log(f"adapter saved to {adapter}")
-
     metrics: dict[str, Any] = {
         "train": history | threads,
         "data": _data_summary(stats),
         "trainable": T.trainable_summary(trainer.model),
     }
     if cfg.eval.tasks and cfg.train.model != "tiny":
-        t = time.perf_counter()
-        metrics["held_out"] = _evaluate(cfg, adapter, out, log, progress)
-        timer.lap("evaluate", t)
-    timer.lap("total", timer.started)
+        with timer.stage("evaluate"):
+            metrics["held_out"] = _evaluate(cfg, adapter, out, log, progress)
+    timer.stages["total"] = timer.total()
     metrics |= headline(metrics) | {"minutes": timer.stages, "train_minutes": timer.stages["train"]}
     T.write_json(out / "metrics.json", metrics)
     shutil.copy(out / "metrics.json", adapter / "metrics.json")
     shutil.copy(out / "config.json", adapter / "finetune_config.json")
     return metrics
+
+
+def _base(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[Any, Any, list[int], dict]:
+    """The base model with the CML tokens added, its tokenizer, their ids, the threads used."""
+    import torch
+
+    from asynclm.finetune import train as T
+
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = T.load_base(cfg.model, seed=cfg.seed)
+    token_ids = T.add_cml_embeddings(model, tokenizer)
+    threads = T.pick_threads(model, cfg.threads)
+    log(f"model {cfg.model} loaded; CML tokens {token_ids}; threads {threads}")
+    return model, tokenizer, token_ids, threads
 
 
 def _dataset(cfg, tokenizer, out: Path, resume: bool, log, progress) -> dict:
@@ -179,7 +185,7 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
         eval_every=max(1, steps // 4),
         save_every=max(1, min(cfg.train.save_every, steps // 4 or 1)),
     )
-    trainer = T.make_trainer(peft_model, train_cfg, data, out)
+    trainer, deadline = T.make_trainer(peft_model, train_cfg, data, out)
     has_checkpoint = resume and any((out / "checkpoints").glob("checkpoint-*"))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -193,7 +199,7 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
     tokens = steps * cfg.train.rows_per_step * _mean_row(data["train"])
     history = {
         "steps": steps,
-        "stopped_by_time_limit": trainer.deadline.hit,
+        "stopped_by_time_limit": deadline.hit,
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
         "eval_loss": evals,

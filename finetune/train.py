@@ -14,70 +14,17 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional as F
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from asynclm.cml.tokens import MARKERS
 from asynclm.engine.tokenizer import Tokenizer
+from asynclm.finetune.config import TrainConfig
 from asynclm.finetune.packing import IGNORE
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True, slots=True)
-class TrainConfig:
-    """How the adapter is trained.
-
-    Attributes:
-        model: `smollm2-135m`, `tiny` (random, for tests) or a transformers model folder.
-        steps: Optimizer steps.
-        rows_per_step: Packed rows per step (batch x gradient accumulation).
-        batch_rows: Rows per forward.
-        learning_rate: Peak learning rate (cosine decay after warm-up).
-        warmup_ratio: Share of the steps spent warming up.
-        lora_r / lora_alpha / lora_dropout / lora_targets: The LoRA adapter.
-        eval_every / save_every: Steps between evaluation losses / checkpoints.
-        precision: "fp32", or "bf16" (autocast; faster on CPUs with AMX and on GPUs).
-        max_minutes: Stop training (saving what was learnt) after this long, if set.
-        seed: Seed of the initialisation and the data order.
-        threads: torch CPU threads; None measures 1 and all cores on a short forward and takes
-            the faster (on a CPU shared with other work, fewer threads can be much faster).
-    """
-
-    model: str = "smollm2-135m"
-    steps: int = 200
-    rows_per_step: int = 2
-    batch_rows: int = 1
-    learning_rate: float = 3e-4
-    warmup_ratio: float = 0.05
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = LORA_TARGETS
-    eval_every: int = 50
-    save_every: int = 50
-    precision: str = "fp32"
-    max_minutes: float | None = None
-    seed: int = 0
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        problems = []
-        if self.steps < 1:
-            problems.append(f"steps must be >= 1, got {self.steps}")
-        if self.batch_rows < 1 or self.rows_per_step % self.batch_rows:
-            problems.append("rows_per_step must be a positive multiple of batch_rows")
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
-        if self.lora_r < 1:
-            problems.append(f"lora_r must be >= 1, got {self.lora_r}")
-        if problems:
-            raise ValueError("invalid training config: " + "; ".join(problems))
-
 
 # ---- the base model --------------------------------------------------------------------------
 
@@ -254,38 +201,38 @@ def steps_for_budget(cfg: TrainConfig, per_token_s: float, mean_row_tokens: floa
 # ---- the trainer ------------------------------------------------------------------------------
 
 
-def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> Any:
-    """A transformers `Trainer` for packed rows (progress bar, eval loss, checkpoints)."""
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+class PackedTrainer(Trainer):
+    """transformers' `Trainer` on packed rows: the loss of `packed_loss`."""
 
-    class PackedTrainer(Trainer):
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, _ = packed_loss(model, inputs)
+        return (loss, None) if return_outputs else loss
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with torch.no_grad():
             loss, _ = packed_loss(model, inputs)
-            return (loss, None) if return_outputs else loss
+        return loss.detach(), None, None
 
-        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-            with torch.no_grad():
-                loss, _ = packed_loss(model, inputs)
-            return loss.detach(), None, None
 
-    class Deadline(TrainerCallback):
-        """Stops training cleanly once `max_minutes` have passed."""
+class Deadline(TrainerCallback):
+    """Stops training cleanly (saving a checkpoint) once `minutes` have passed."""
 
-        def __init__(self) -> None:
-            self.started = time.monotonic()
-            self.hit = False
+    def __init__(self, minutes: float | None) -> None:
+        self.minutes = minutes
+        self.started = time.monotonic()
+        self.hit = False
 
-        def on_step_end(self, args, state, control, **kwargs):
-            # The step count was fitted to the budget; this guards against a machine that
-            # slows down a lot (a 20 percent margin).
-            if cfg.max_minutes and time.monotonic() - self.started > cfg.max_minutes * 72:
-                control.should_training_stop = True
-                control.should_save = True
-                self.hit = True
-            return control
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.minutes and time.monotonic() - self.started > self.minutes * 60:
+            control.should_training_stop = True
+            control.should_save = True
+            self.hit = True
+        return control
 
-    cuda = torch.cuda.is_available()
-    args = TrainingArguments(
+
+def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool) -> TrainingArguments:
+    """The Trainer's arguments for `cfg` (CPU unless CUDA is present)."""
+    return TrainingArguments(
         output_dir=str(out / "checkpoints"),
         max_steps=cfg.steps,
         per_device_train_batch_size=cfg.batch_rows,
@@ -296,7 +243,7 @@ def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> Any:
         warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
         weight_decay=0.0,
         logging_steps=max(1, min(10, cfg.steps // 20)),
-        eval_strategy="steps" if len(data["eval"]) else "no",
+        eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.eval_every,
         save_strategy="steps",
         save_steps=cfg.save_every,
@@ -304,23 +251,31 @@ def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> Any:
         seed=cfg.seed,
         data_seed=cfg.seed,
         bf16=cfg.precision == "bf16",
-        use_cpu=not cuda,
+        use_cpu=not torch.cuda.is_available(),
         report_to=[],
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=False,
     )
-    deadline = Deadline()
+
+
+def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> tuple[Trainer, Deadline]:
+    """A `Trainer` for packed rows (progress bar, eval loss, checkpoints) and its deadline.
+
+    The step count was fitted to the time budget; the deadline (the budget plus 20 percent)
+    guards against a machine that slows down a lot.
+    """
+    deadline = Deadline(cfg.max_minutes * 1.2 if cfg.max_minutes else None)
+    has_eval = len(data["eval"]) > 0
     trainer = PackedTrainer(
         model=model,
-        args=args,
+        args=training_arguments(cfg, out, has_eval),
         train_dataset=data["train"],
-        eval_dataset=data["eval"] if len(data["eval"]) else None,
+        eval_dataset=data["eval"] if has_eval else None,
         data_collator=collate,
         callbacks=[deadline],
     )
-    trainer.deadline = deadline  # type: ignore[attr-defined]
-    return trainer
+    return trainer, deadline
 
 
 def save_adapter(model: Any, tokenizer: Tokenizer, folder: Path) -> Path:
