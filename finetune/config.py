@@ -20,6 +20,7 @@ class TrainConfig:
         warmup_ratio: Share of the steps spent warming up.
         lora_r / lora_alpha / lora_dropout / lora_targets: The LoRA adapter.
         eval_every / save_every: Steps between evaluation losses / checkpoints.
+        eval_rows: Packed rows the evaluation loss is measured on (it costs a forward each).
         precision: "fp32", or "bf16" (autocast; faster on CPUs with AMX and on GPUs).
         max_minutes: Stop training (saving what was learnt) after this long, if set.
         seed: Seed of the initialisation and the data order.
@@ -39,6 +40,7 @@ class TrainConfig:
     lora_targets: tuple[str, ...] = LORA_TARGETS
     eval_every: int = 50
     save_every: int = 50
+    eval_rows: int = 8
     precision: str = "fp32"
     max_minutes: float | None = None
     seed: int = 0

@@ -46,7 +46,7 @@ PRESETS: dict[str, FinetuneConfig] = {
     # The shipped adapter: training fitted to 100 minutes.
     "long": FinetuneConfig(
         DataConfig(bank_tasks=1500, live_per_category=250),
-        TrainConfig(steps=1000, rows_per_step=2, learning_rate=5e-4, max_minutes=100.0),
+        TrainConfig(steps=1000, rows_per_step=2, learning_rate=8e-4, max_minutes=100.0),
         EvalConfig(tasks=24),
     ),
     "tiny": FinetuneConfig(
@@ -175,6 +175,7 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
     from asynclm.finetune import train as T
 
     data = load_from_disk(str(out / "data"))
+    data["eval"] = data["eval"].select(range(min(cfg.train.eval_rows, len(data["eval"]))))
     peft_model = T.with_lora(model, cfg.train, token_ids)
     plan = _plan(cfg.train, peft_model, data["train"], out, resume)
     log(f"plan: {plan}")
@@ -182,7 +183,7 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
     train_cfg = replace(
         cfg.train,
         steps=steps,
-        eval_every=max(1, steps // 4),
+        eval_every=max(1, steps // 2),
         save_every=max(1, min(cfg.train.save_every, steps // 4 or 1)),
     )
     trainer, deadline = T.make_trainer(peft_model, train_cfg, data, out)
