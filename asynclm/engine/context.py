@@ -10,20 +10,22 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Sequence as Seq
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import torch
 from torch import Tensor
 
+from asynclm.engine.config import ModelConfig
+from asynclm.engine.exports import Exports
 from asynclm.engine.generation import Generation
 from asynclm.engine.grammar import Constraint, Grammar
-from asynclm.engine.pages import PageTable
+from asynclm.engine.pages import PagePool, PageTable
+from asynclm.engine.request import ForwardRequest, LogitsWanted
 from asynclm.engine.sampling import Sampler
-from asynclm.engine.scheduler import ForwardRequest, LogitsWanted
+from asynclm.engine.scheduler import Scheduler
+from asynclm.engine.scope import Scope
 from asynclm.engine.sequence import Sequence
-
-if TYPE_CHECKING:
-    from asynclm.engine.engine import Engine
-    from asynclm.engine.scope import Scope
+from asynclm.engine.tokenizer import Tokenizer
 
 _seeds = itertools.count()
 
@@ -32,20 +34,40 @@ class ContextClosedError(RuntimeError):
     """The context was released."""
 
 
-class Context:
-    """A live token sequence on an engine. Create with `engine.context()`."""
+class ContextHost(Protocol):
+    """What a context needs of its engine (an `Engine` is one)."""
 
-    def __init__(self, engine: Engine, scope: Scope | None = None, *, _seq: Sequence | None = None):
+    tokenizer: Tokenizer
+    pool: PagePool
+    scheduler: Scheduler
+    exports: Exports
+    root_scope: Scope
+
+    @property
+    def config(self) -> ModelConfig: ...
+
+
+class Context:
+    """A live token sequence on an engine. Create with `engine.context()`.
+
+    Args:
+        engine: The engine whose KV pool holds the context.
+        scope: The owner (default: the engine's root scope).
+        sequence: The KV state to start from (used by `fork`); default a new empty one.
+    """
+
+    def __init__(
+        self, engine: ContextHost, scope: Scope | None = None, *, sequence: Sequence | None = None
+    ) -> None:
         self.engine = engine
         self.scope = scope or engine.root_scope
-        self._seq = _seq or Sequence(PageTable(engine.pool.page_size), self.scope)
-        self.scope.adopt(self._seq)
+        self._seq = sequence or Sequence(PageTable(engine.pool.page_size), self.scope)
         self._pending: list[int] = []
         self._pending_pos: list[int] = []
         self._generation: Generation | None = None
         self._released = False
         self._base_seed = next(_seeds)
-        self._finalizer = weakref.finalize(self, _release_sequence, engine, self._seq)
+        self._finalizer = weakref.finalize(self, self._seq.release, engine.pool)
 
     # ---- state -------------------------------------------------------------------------------
     @property
@@ -72,7 +94,12 @@ class Context:
 
     @property
     def num_pages(self) -> int:
-        return self._seq.table.num_pages
+        return self._seq.num_pages
+
+    @property
+    def slots(self) -> list[int]:
+        """Where the computed tokens' K/V lie in the engine's pool (one slot per token)."""
+        return list(self._seq.table.slots[: self._seq.num_tokens])
 
     @property
     def next_position(self) -> int:
@@ -137,8 +164,24 @@ class Context:
         """Append tokens and return their logits `[len(tokens), vocab]` (for custom decoding)."""
         self.append(tokens, positions)
         logits = await self._submit("all")
-        assert logits is not None  # "all" rows were requested for at least one token
+        if logits is None:  # nothing was pending: no token, no logits
+            return torch.empty(0, self.engine.config.vocab_size)
         return logits[-len(tokens) :] if len(tokens) else logits[:0]
+
+    async def next_logits(self) -> Tensor:
+        """Compute everything pending; the logits `[1, vocab]` of the token after the last.
+
+        With nothing pending the last token is computed again (its logits were not kept).
+        """
+        self._check_open()
+        if not self._pending and self._seq.num_tokens:
+            last, pos = self._seq.tokens[-1], self._seq.positions[-1]
+            self._seq.truncate(self.engine.pool, self._seq.num_tokens - 1)
+            self._pending, self._pending_pos = [last], [pos]
+        logits = await self._submit("last")
+        if logits is None:
+            raise ValueError("an empty context has no next-token logits: append a prompt first")
+        return logits
 
     async def _submit(self, logits: LogitsWanted) -> Tensor | None:
         self._check_open()
@@ -182,76 +225,60 @@ class Context:
             self._generation = None
         if self.num_tokens == 0:
             raise ValueError("cannot generate from an empty context: append a prompt first")
-        gen = Generation(
+        self._generation = Generation(
             self,
+            self.engine.tokenizer,
             sampler or Sampler(),
+            seed=self.seed,
             max_tokens=max_tokens,
             stop=stop,
             constrain=constrain,
             ban=ban,
             stop_at_eos=stop_at_eos,
         )
-        self._generation = gen
-        return gen
-
-    async def _step_logits(self) -> Tensor:
-        if not self._pending:  # e.g. right after a flush: recompute the last token for its logits
-            last, pos = self._seq.tokens[-1], self._seq.positions[-1]
-            self._seq.truncate(self.engine.pool, self._seq.num_tokens - 1)
-            self._pending, self._pending_pos = [last], [pos]
-        logits = await self._submit("last")
-        assert logits is not None  # "last" of a non-empty request always yields one row
-        return logits
-
-    def _push_sampled(self, token: int) -> None:
-        self._pending.append(token)
-        self._pending_pos.append(self.next_position)
-
-    def _generation_ended(self, gen: Generation) -> None:
-        if self._generation is gen:
-            self._generation = None
+        return self._generation
 
     # ---- KV sharing --------------------------------------------------------------------------
     def fork(self) -> Context:
         """A new context with the same tokens; computed pages are shared, not copied."""
         self._check_open()
-        seq = Sequence(
-            self._seq.table.share(self.engine.pool),
-            self.scope,
-            list(self._seq.tokens),
-            list(self._seq.positions),
-        )
-        seq.max_position = self._seq.max_position
-        child = Context(self.engine, self.scope, _seq=seq)
-        child._pending, child._pending_pos = list(self._pending), list(self._pending_pos)
+        child = Context(self.engine, self.scope, sequence=self._seq.fork(self.engine.pool))
+        child.append(self._pending, self._pending_pos)
         return child
 
-    def save(self, name: str, *, overwrite: bool = False) -> None:
-        """Export the computed K/V under `name`; it outlives this context."""
+    def save(self, name: str, *, start: int = 0, overwrite: bool = False) -> None:
+        """Export the computed K/V of tokens [start:] under `name`; it outlives this context.
+
+        Pages are shared, not copied (but for the part of a page `start` falls inside of).
+        """
         self._check_open()
         if self._pending:
             raise ValueError("save() needs every token computed: await flush() first")
-        self.engine._save_export(self.scope, name, self._seq, overwrite=overwrite)
+        if not 0 <= start <= self.num_cached:
+            raise ValueError(f"start must lie in [0, {self.num_cached}], got {start}")
+        self.engine.exports.save(
+            name, self._seq, start=start, scope=self.scope, overwrite=overwrite
+        )
 
     @classmethod
-    def open(cls, engine: Engine, name: str, scope: Scope | None = None) -> Context:
+    def open(cls, engine: ContextHost, name: str, scope: Scope | None = None) -> Context:
         """A new context starting with an export's tokens (pages shared, nothing recomputed)."""
         ctx = cls(engine, scope)
         ctx.attach(name)
         return ctx
 
-    def attach(self, name: str) -> None:
-        """Append an export's K/V after this context's tokens: page-table concatenation.
+    def attach(self, *names: str) -> None:
+        """Append exports' K/V after this context's tokens, in order: page-table concatenation.
 
-        The export's keys keep the positions they were computed at.
+        The exports' keys keep the positions they were computed at.
         """
         self._check_open()
         if self._pending:
             raise ValueError("attach() needs every token computed: await flush() first")
-        export = self.engine._get_export(self.scope, name)
-        self.scope.check(export.table.num_pages, 0)
-        self._seq.table.extend(self.engine.pool, export.table)
-        self._seq.commit(list(export.tokens), list(export.positions))
+        exports = [self.engine.exports.open(name, self.scope) for name in names]
+        self.scope.check(sum(export.num_pages for export in exports), 0)
+        for export in exports:
+            self._seq.extend(self.engine.pool, export.table, export.tokens, export.positions)
 
     def truncate(self, n: int) -> None:
         """Keep the first n tokens."""
@@ -294,7 +321,3 @@ class Context:
 
     def __repr__(self) -> str:
         return f"Context(id={self.id}, tokens={self.num_tokens}, cached={self.num_cached})"
-
-
-def _release_sequence(engine: Engine, seq: Sequence) -> None:
-    seq.release(engine.pool)

@@ -1,20 +1,37 @@
-"""A running generation: an async iterator of steps over a live context."""
+"""A running generation: an async iterator of steps over a live context.
+
+A generation drives its context through a narrow interface, `TokenStream`: `next_logits()`
+(compute what is pending, return the next token's logits) and `append(tokens)` (queue the
+sampled token, or injected ones). `Context` implements it; the generation knows nothing else
+of the context.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
+from torch import Tensor
 
 from asynclm.engine.grammar import Constraint, Grammar
 from asynclm.engine.sampling import Sampler, ban_tokens
-
-if TYPE_CHECKING:
-    from asynclm.engine.context import Context
+from asynclm.engine.tokenizer import Tokenizer
 
 FinishReason = Literal["eos", "stop", "length", "grammar", "cancelled"]
+
+
+class TokenStream(Protocol):
+    """What a generation needs of its context."""
+
+    async def next_logits(self) -> Tensor:
+        """Compute every pending token; the logits `[1, vocab]` of the token after the last."""
+        ...
+
+    def append(self, content: str | Seq[int]) -> None:
+        """Queue text or token ids after the last token (computed by the next step)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,9 +65,11 @@ class Generation:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: TokenStream,
+        tokenizer: Tokenizer,
         sampler: Sampler,
         *,
+        seed: int,
         max_tokens: int,
         stop: Seq[str | int] | None,
         constrain: Constraint | Grammar | None,
@@ -66,11 +85,11 @@ class Generation:
         self._stop_strings = [s for s in stop if isinstance(s, str) and s]
         self._stop_ids = {s for s in stop if isinstance(s, int)}
         if stop_at_eos:
-            self._stop_ids |= set(ctx.engine.tokenizer.eos_token_ids)
+            self._stop_ids |= set(tokenizer.eos_token_ids)
         self._constraint = constrain.matcher() if isinstance(constrain, Grammar) else constrain
         self._ban = torch.tensor(sorted(set(ban)), dtype=torch.long) if ban else None
-        self._generator = _make_generator(sampler, ctx)
-        self._decoder = ctx.engine.tokenizer.stream_decoder()
+        self._generator = _make_generator(sampler, seed)
+        self._decoder = tokenizer.stream_decoder()
         self.tokens: list[int] = []
         self.text = ""
         self.finish_reason: FinishReason | None = None
@@ -98,14 +117,14 @@ class Generation:
             raise StopAsyncIteration
         self.in_step = True
         try:
-            logits = await self.ctx._step_logits()
+            logits = await self.ctx.next_logits()
         except BaseException:
             self._end("cancelled")
             raise
         finally:
             self.in_step = False
         token = self._sample(logits)
-        self.ctx._push_sampled(token)
+        self.ctx.append([token])
         self.tokens.append(token)
         delta = self._decoder.push(token)
         reason = self._finish_reason_after(token, delta)
@@ -145,7 +164,6 @@ class Generation:
     def _end(self, reason: FinishReason) -> None:
         if self.finish_reason is None:
             self.finish_reason = reason
-            self.ctx._generation_ended(self)
 
     def output_text(self) -> str:
         """The generated text, cut before the first stop string."""
@@ -164,8 +182,7 @@ class Generation:
         return (await self.collect()).text
 
 
-def _make_generator(sampler: Sampler, ctx: Context) -> torch.Generator | None:
+def _make_generator(sampler: Sampler, seed: int) -> torch.Generator | None:
     if sampler.is_greedy:
         return None
-    seed = sampler.seed if sampler.seed is not None else ctx.seed
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(sampler.seed if sampler.seed is not None else seed)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from asynclm.engine.pages import PagePool
-    from asynclm.engine.sequence import Sequence
 
 
 class QuotaExceededError(RuntimeError):
@@ -28,6 +27,15 @@ class Quota:
     max_seconds: float | None = None
 
 
+class Member(Protocol):
+    """What a scope needs of the sequences it accounts for."""
+
+    @property
+    def num_pages(self) -> int: ...
+
+    def release(self, pool: PagePool) -> None: ...
+
+
 class Scope:
     """A namespace for exports plus resource accounting for the sequences created in it."""
 
@@ -38,7 +46,7 @@ class Scope:
         self.quota = quota or Quota()
         self.shared = shared
         self.tokens_used = 0
-        self._sequences: weakref.WeakSet[Sequence] = weakref.WeakSet()
+        self._members: weakref.WeakSet[Member] = weakref.WeakSet()
 
     def export_key(self, name: str) -> str:
         """The engine-wide key of this scope's export `name`."""
@@ -46,20 +54,24 @@ class Scope:
             raise ValueError(f"invalid export name {name!r}")
         return f"{self.name}\x00{name}" if self.name else name
 
+    def own_name(self, key: str) -> str | None:
+        """The name of an engine-wide key if it is one of this scope's own exports, else None."""
+        if not self.name:
+            return None if "\x00" in key else key
+        scope, sep, name = key.partition("\x00")
+        return name if sep and scope == self.name else None
+
     def resolve(self, name: str) -> str:
         """Engine-wide key of `name` as seen from this scope: a shared export or its own."""
         return name if name in self.shared else self.export_key(name)
 
-    def adopt(self, seq: Sequence) -> None:
-        self._sequences.add(seq)
+    def adopt(self, member: Member) -> None:
+        """Account for a sequence created in this scope (held weakly)."""
+        self._members.add(member)
 
     @property
     def pages_in_use(self) -> int:
-        return sum(seq.table.num_pages for seq in self._sequences)
-
-    @property
-    def num_sequences(self) -> int:
-        return len(self._sequences)
+        return sum(member.num_pages for member in self._members)
 
     def check(self, new_pages: int, new_tokens: int) -> None:
         """Raise `QuotaExceededError` if taking these resources would pass the quota."""
@@ -77,8 +89,8 @@ class Scope:
 
     def release_all(self, pool: PagePool) -> None:
         """Free every sequence created in this scope (when its owner ends)."""
-        for seq in list(self._sequences):
-            seq.release(pool)
+        for member in list(self._members):
+            member.release(pool)
 
     def charge(self, tokens: int) -> None:
         self.tokens_used += tokens

@@ -1,4 +1,4 @@
-"""Scheduler policy: batching, chunked prefill, cancellation, failures."""
+"""The scheduler on the tiny model: batching, chunked prefill, cancellation, failures."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from asynclm.engine.engine import Engine
+from asynclm.engine.policy import BatchPolicy
 
 pytestmark = pytest.mark.anyio
 
@@ -34,19 +35,20 @@ async def test_decode_steps_interleave_with_a_long_prefill(tiny) -> None:
 
 
 async def test_a_cancelled_waiter_is_dropped_and_others_go_on(tiny, monkeypatch) -> None:
-    engine = Engine.from_loaded(tiny, num_pages=1024, page_size=16, max_batch_tokens=32)
-    engine.scheduler.max_solo_tokens = 32  # chunk even when alone
+    engine = Engine.from_loaded(tiny, num_pages=1024, page_size=16)
+    engine.scheduler.policy = BatchPolicy(max_batch_tokens=32, max_solo_tokens=32)  # chunk alone
     a, b = engine.context(), engine.context()
     a.append(list(range(100, 900)))
     b.append([5, 6, 7])
-    complete = engine.scheduler._complete
+    execute = engine.runner.execute
     with anyio.CancelScope() as scope:
 
-        def complete_then_cancel(*args):
-            complete(*args)
-            scope.cancel()  # the caller is cancelled after the first chunk
+        def execute_then_cancel(batch):
+            result = execute(batch)
+            anyio.from_thread.run_sync(scope.cancel)  # the caller is cancelled during a chunk
+            return result
 
-        monkeypatch.setattr(engine.scheduler, "_complete", complete_then_cancel)
+        monkeypatch.setattr(engine.runner, "execute", execute_then_cancel)
         await a.flush()
     monkeypatch.undo()
     assert a.num_cached == 32 and a.num_tokens == 800  # what was not computed stays pending
@@ -67,7 +69,7 @@ async def test_a_failing_forward_fails_its_batch_cleanly(tiny, monkeypatch) -> N
 
     ctx = engine.context()
     ctx.append([1, 2, 3])
-    monkeypatch.setattr(engine.scheduler, "_execute", broken)
+    monkeypatch.setattr(engine.runner, "execute", broken)
     with pytest.raises(RuntimeError, match="device lost"):
         await ctx.flush()
     assert ctx.num_cached == 0 and ctx.num_tokens == 3 and engine.pool.num_used == 0
