@@ -17,7 +17,8 @@ from typing import Any
 
 from asynclm.agent.prompting import prompt_pieces, system_parts
 from asynclm.cml.tokens import MARKERS
-from asynclm.engine.tokenizer import ChatFormat, Tokenizer
+from asynclm.engine.chat import ChatFormat
+from asynclm.engine.tokenizer import Tokenizer
 from asynclm.finetune.simulate import Turn
 from asynclm.finetune.task import Task, tool_name
 from asynclm.tooling import Tool
@@ -84,7 +85,7 @@ class Renderer:
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        missing = [m for m in MARKERS if tokenizer.token_id(m) is None]
+        missing = [m for m in MARKERS if len(tokenizer.encode(m)) != 1]
         if missing:
             raise ValueError(
                 f"the tokenizer lacks the CML tokens {missing}: add_cml_tokens() first"
