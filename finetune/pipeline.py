@@ -177,16 +177,7 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
     data = load_from_disk(str(out / "data"))
     data["eval"] = data["eval"].select(range(min(cfg.train.eval_rows, len(data["eval"]))))
     peft_model = T.with_lora(model, cfg.train, token_ids)
-    plan = _plan(cfg.train, peft_model, data["train"], out, resume)
-    log(f"plan: {plan}")
-    steps = plan["steps"]
-    train_cfg = replace(
-        cfg.train,
-        steps=steps,
-        eval_every=max(1, steps // 2),
-        save_every=max(1, min(cfg.train.save_every, steps // 4 or 1)),
-    )
-    trainer, deadline = T.make_trainer(peft_model, train_cfg, data, out)
+    trainer, budget = T.make_trainer(peft_model, cfg.train, data, out, resume)
     has_checkpoint = resume and any((out / "checkpoints").glob("checkpoint-*"))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -200,43 +191,18 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
     tokens = steps * cfg.train.rows_per_step * _mean_row(data["train"])
     history = {
         "steps": steps,
-        "stopped_by_time_limit": deadline.hit,
+        "rows_seen": steps * cfg.train.rows_per_step,
+        "rows": len(data["train"]),
+        "time_budget_minutes": cfg.train.max_minutes,
+        "stopped_by_time_budget": bool(budget and budget.hit),
         "train_loss_first": losses[0] if losses else None,
         "train_loss_last": losses[-1] if losses else None,
         "eval_loss": evals,
         "train_runtime_s": round(result.metrics.get("train_runtime", seconds), 1),
         "packed_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
-        "plan": plan,
     }
     log(f"trained {steps} steps in {seconds / 60:.1f} min; eval loss {evals}")
     return trainer, history
-
-
-def _plan(cfg: TrainConfig, model: Any, rows: Any, out: Path, resume: bool) -> dict[str, Any]:
-    """How many steps fit the time budget, measured on a training row (kept for --resume)."""
-    from asynclm.finetune import train as T
-
-    path = out / "plan.json"
-    asked = {
-        "max_steps": cfg.steps,
-        "budget_minutes": cfg.max_minutes,
-        "rows_per_step": cfg.rows_per_step,
-    }
-    if resume and path.exists():
-        saved = dict(json.loads(path.read_text()))
-        if all(saved.get(k) == v for k, v in asked.items()):
-            return saved  # the same run: the same schedule
-    mean = _mean_row(rows)
-    typical = min(range(len(rows)), key=lambda i: abs(len(rows[i]["input_ids"]) - mean))
-    per_token = T.seconds_per_token(model, rows[typical])
-    plan = asked | {
-        "steps": T.steps_for_budget(cfg, per_token, mean),
-        "measured_tokens_per_s": round(1 / per_token, 1),
-        "mean_row_tokens": round(mean, 1),
-        "rows": len(rows),
-    }
-    path.write_text(json.dumps(plan))
-    return plan
 
 
 def _mean_row(rows: Any) -> float:

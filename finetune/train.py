@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
+from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from asynclm.cml.tokens import MARKERS
@@ -178,37 +179,101 @@ def packed_loss(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tens
 # ---- the time budget --------------------------------------------------------------------------
 
 
-def seconds_per_token(model: Any, row: dict[str, Any]) -> float:
-    """Seconds of one training forward and backward on `row`, per token (gradients dropped)."""
-    batch = collate([row])
-    started = time.perf_counter()
-    loss, _ = packed_loss(model, batch)
-    loss.backward()
-    seconds = time.perf_counter() - started
-    model.zero_grad(set_to_none=True)
-    return seconds / len(row["input_ids"])
+class TimeBudget:
+    """Training progress measured by the clock, for runs held to a number of minutes.
 
+    On a shared CPU the speed of a step changes with the load, so a step count fitted in
+    advance either stops the schedule half-way or ends early. Here the learning rate follows
+    the fraction of the budget spent: a linear warm-up over the first 5 percent, flat, then a
+    linear decay to zero over the last 25 percent; training stops when the budget is spent.
 
-def steps_for_budget(cfg: TrainConfig, per_token_s: float, mean_row_tokens: float) -> int:
-    """The most steps (up to `cfg.steps`) that fit in `cfg.max_minutes` at the measured speed,
-    so that the learning-rate schedule runs to its end within the budget.
-
-    The evaluation losses (three, over `cfg.eval_rows` rows; a forward costs about a third of
-    a training step) and a 10 percent margin come off the budget first.
+    Args:
+        minutes: The budget.
+        spent_s: Seconds already spent (a resumed run).
     """
-    if not cfg.max_minutes:
-        return cfg.steps
-    evaluations = 3 * cfg.eval_rows * mean_row_tokens * per_token_s / 3
-    budget = cfg.max_minutes * 60 * 0.9 - evaluations
-    per_step = per_token_s * mean_row_tokens * cfg.rows_per_step
-    return max(1, min(cfg.steps, int(budget / per_step)))
+
+    WARMUP = 0.05
+    DECAY = 0.25
+
+    def __init__(self, minutes: float, spent_s: float = 0.0) -> None:
+        if minutes <= 0:
+            raise ValueError(f"the time budget must be positive, got {minutes} minutes")
+        self.seconds = minutes * 60
+        self.spent = spent_s
+        self.started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return self.spent + time.monotonic() - self.started
+
+    def fraction(self) -> float:
+        return min(1.0, self.elapsed() / self.seconds)
+
+    def factor(self, _step: int = 0) -> float:
+        """The learning-rate multiplier now (the step number is ignored)."""
+        return schedule_factor(self.fraction(), self.WARMUP, self.DECAY)
+
+
+def schedule_factor(fraction: float, warmup: float, decay: float) -> float:
+    """Warm-up, flat, decay: the multiplier at `fraction` of the budget."""
+    if fraction < warmup:
+        return max(fraction / warmup, 0.01)
+    if fraction > 1 - decay:
+        return max(0.0, (1 - fraction) / decay)
+    return 1.0
+
+
+class BudgetCallback(TrainerCallback):
+    """Holds a run to its `TimeBudget`: the loss on the eval rows at half time, checkpoints
+    every tenth of the budget (the seconds spent saved beside them, for `--resume`), a clean
+    stop when the budget is spent."""
+
+    def __init__(self, budget: TimeBudget, clock_file: Path) -> None:
+        self.budget = budget
+        self.clock_file = clock_file
+        self.evaluated = False
+        self.saved_tenths = int(budget.fraction() * 10)
+        self.hit = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        fraction = self.budget.fraction()
+        if fraction >= 0.5 and not self.evaluated:
+            control.should_evaluate = self.evaluated = True
+        if int(fraction * 10) > self.saved_tenths:
+            control.should_save = True
+            self.saved_tenths = int(fraction * 10)
+        if fraction >= 1.0:
+            control.should_training_stop = control.should_save = self.hit = True
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.clock_file.write_text(json.dumps({"spent_s": round(self.budget.elapsed(), 1)}))
+        return control
+
+
+def spent_seconds(clock_file: Path) -> float:
+    """Seconds a resumed run already spent (0 for a fresh one)."""
+    if not clock_file.exists():
+        return 0.0
+    return float(json.loads(clock_file.read_text())["spent_s"])
 
 
 # ---- the trainer ------------------------------------------------------------------------------
 
 
 class PackedTrainer(Trainer):
-    """transformers' `Trainer` on packed rows: the loss of `packed_loss`."""
+    """transformers' `Trainer` on packed rows: the loss of `packed_loss`; with a time budget,
+    the learning rate follows the clock."""
+
+    def __init__(self, *args: Any, budget: TimeBudget | None = None, **kwargs: Any) -> None:
+        self.budget = budget
+        super().__init__(*args, **kwargs)
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.budget is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            self.lr_scheduler = LambdaLR(optimizer or self.optimizer, self.budget.factor)
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, _ = packed_loss(model, inputs)
@@ -220,24 +285,13 @@ class PackedTrainer(Trainer):
         return loss.detach(), None, None
 
 
-class Deadline(TrainerCallback):
-    """Stops training cleanly (saving a checkpoint) once `minutes` have passed."""
-
-    def __init__(self, minutes: float | None) -> None:
-        self.minutes = minutes
-        self.started = time.monotonic()
-        self.hit = False
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.minutes and time.monotonic() - self.started > self.minutes * 60:
-            control.should_training_stop = True
-            control.should_save = True
-            self.hit = True
-        return control
-
-
 def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool) -> TrainingArguments:
-    """The Trainer's arguments for `cfg` (CPU unless CUDA is present)."""
+    """The Trainer's arguments for `cfg` (CPU unless CUDA is present).
+
+    A run with a time budget evaluates and saves on the clock (`BudgetCallback`); one without
+    follows a cosine schedule over `cfg.steps`, evaluating and saving every few steps.
+    """
+    timed = cfg.max_minutes is not None
     return TrainingArguments(
         output_dir=str(out / "checkpoints"),
         max_steps=cfg.steps,
@@ -248,10 +302,10 @@ def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool) -> TrainingA
         lr_scheduler_type="cosine",
         warmup_steps=math.ceil(cfg.warmup_ratio * cfg.steps),
         weight_decay=0.0,
-        logging_steps=max(1, min(10, cfg.steps // 20)),
-        eval_strategy="steps" if has_eval else "no",
+        logging_steps=1 if timed else max(1, min(10, cfg.steps // 20)),
+        eval_strategy="steps" if has_eval and not timed else "no",
         eval_steps=cfg.eval_every,
-        save_strategy="steps",
+        save_strategy="no" if timed else "steps",
         save_steps=cfg.save_every,
         save_total_limit=2,
         seed=cfg.seed,
@@ -265,13 +319,16 @@ def training_arguments(cfg: TrainConfig, out: Path, has_eval: bool) -> TrainingA
     )
 
 
-def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> tuple[Trainer, Deadline]:
-    """A `Trainer` for packed rows (progress bar, eval loss, checkpoints) and its deadline.
-
-    The step count was fitted to the time budget; the deadline (the budget plus 20 percent)
-    guards against a machine that slows down a lot.
-    """
-    deadline = Deadline(cfg.max_minutes * 1.2 if cfg.max_minutes else None)
+def make_trainer(
+    model: Any, cfg: TrainConfig, data: Any, out: Path, resume: bool = False
+) -> tuple[Trainer, BudgetCallback | None]:
+    """A `Trainer` for packed rows (progress bar, eval loss, checkpoints) and, for a run held
+    to `cfg.max_minutes`, the callback that keeps it to its time budget."""
+    clock = out / "checkpoints" / "time_spent.json"
+    budget = None
+    if cfg.max_minutes is not None:
+        budget = TimeBudget(cfg.max_minutes, spent_seconds(clock) if resume else 0.0)
+    callback = BudgetCallback(budget, clock) if budget is not None else None
     has_eval = len(data["eval"]) > 0
     trainer = PackedTrainer(
         model=model,
@@ -279,9 +336,10 @@ def make_trainer(model: Any, cfg: TrainConfig, data: Any, out: Path) -> tuple[Tr
         train_dataset=data["train"],
         eval_dataset=data["eval"] if has_eval else None,
         data_collator=collate,
-        callbacks=[deadline],
+        callbacks=[callback] if callback is not None else [],
+        budget=budget,
     )
-    return trainer, deadline
+    return trainer, callback
 
 
 def save_adapter(model: Any, tokenizer: Tokenizer, folder: Path) -> Path:
