@@ -89,6 +89,7 @@ class _Session:
     chains: tuple[Chain, ...]
     instructions: str | None
     example: bool
+    latency_stated: bool
 
 
 class _Builder:
@@ -119,6 +120,7 @@ class _Builder:
             chains=chains,
             instructions=rng.choice(INSTRUCTIONS) if rng.random() < 0.3 else None,
             example=rng.random() < 0.5,
+            latency_stated=rng.random() < 0.75,
         )
 
     # ---- pieces --------------------------------------------------------------------------------
@@ -167,6 +169,7 @@ class _Builder:
             instructions=s.instructions,
             interrupt=interrupt,
             example=s.example,
+            latency_stated=s.latency_stated,
         )
 
     # ---- kinds ---------------------------------------------------------------------------------

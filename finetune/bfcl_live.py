@@ -139,6 +139,7 @@ def entry_task(entry: EntryLike, rng: Random) -> tuple[Task | None, str]:
         answer=tuple(answer),
         instructions="\n\n".join(filter(None, [HARNESS_INSTRUCTIONS, system])),
         example=rng.random() < 0.5,
+        latency_stated=rng.random() < 0.8,
     ), ""
 
 

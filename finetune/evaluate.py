@@ -56,7 +56,8 @@ def task_agent_tools(task: Task, latency_scale: float = 1.0) -> list[Tool]:
         name = tool_name(doc)
         calls = {canonical(c.name, c.arguments): c for c in task.calls if c.name == name}
         responder = _responder(name, calls, latency_scale)
-        tools.append(Tool.from_schema(doc, responder, latency=task.estimates.get(name)))
+        latency = task.estimates.get(name) if task.latency_stated else None
+        tools.append(Tool.from_schema(doc, responder, latency=latency))
     return tools
 
 

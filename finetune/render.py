@@ -51,7 +51,7 @@ def add_cml_tokens(tokenizer: Tokenizer) -> list[int]:
 def task_tools(task: Task) -> list[Tool]:
     """The task's tools as the agent holds them, each stating its estimated latency (documents
     only: nothing runs in training)."""
-    return tools_for(task.tools, task.estimates)
+    return tools_for(task.tools, task.estimates if task.latency_stated else None)
 
 
 def tools_for(

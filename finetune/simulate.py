@@ -1,9 +1,9 @@
 """Simulating a task's run, as in the AsyncLM paper: what the model writes and where results land.
 
 The model's side is a policy over what it has seen so far: it writes every call it can (the one
-with the longest estimated latency first), then the next part of its answer once the results
-that part needs are in; when neither is possible it writes `[TRAP][END]` (every remaining call
-waits on a pending result). The runtime's side follows `asynclm.agent.run` step by step: a
+with the longest estimated latency first, when the tool docs state estimates), then the next
+part of its answer once the results that part needs are in; when neither is possible it writes
+`[TRAP][END]` (every remaining call waits on a pending result). The runtime's side follows `asynclm.agent.run` step by step: a
 token takes `token_time` seconds; a call starts at its `[END]` (async), pauses generation until
 its result is in (sync), or waits for the next trap (sync-parallel); a result that has arrived
 is injected after the first token that leaves the model outside a CML block (the real
@@ -113,7 +113,8 @@ def next_action(task: Task, state: _State) -> tuple[ChunkKind, str] | None:
     seen = state.injected
     ready = [call for call in task.calls if call.key not in state.ids and set(call.after) <= seen]
     if ready:
-        best = max(ready, key=lambda c: (task.estimates[c.name], -task.calls.index(c)))
+        known = task.latency_stated  # without estimates in the docs: the order asked
+        best = max(ready, key=lambda c: (task.estimates[c.name] * known, -task.calls.index(c)))
         return ("call", best.key)
     visible = [i for i, part in enumerate(task.answer) if USER not in part.needs or USER in seen]
     remaining = [i for i in visible if i >= state.parts]

@@ -86,6 +86,8 @@ class Task:
         interrupt: A user message arriving mid-run, if any.
         example: Whether the agent's prompt carries its worked CML example
             (`Agent(example=...)`).
+        latency_stated: Whether the tool docs state the estimates (tools made without a
+            latency do not; the model then writes its calls in the order asked).
         meta: Anything the source wants to keep (not rendered).
     """
 
@@ -100,6 +102,7 @@ class Task:
     instructions: str | None = None
     interrupt: UserMessage | None = None
     example: bool = True
+    latency_stated: bool = True
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

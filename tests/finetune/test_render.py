@@ -55,7 +55,7 @@ def test_loss_falls_on_what_the_model_writes_only(renderer, tokenizer):
 
 
 def test_the_prompt_is_the_agents_own_with_the_latency_estimates(tokenizer):
-    (task,) = pick(["parallel"])
+    task = next(t for t in bank_tasks(60, seed=11) if t.kind == "parallel" and t.latency_stated)
     agent = Agent(
         task_tools(task), model=_engine(tokenizer), system=task.instructions, example=task.example
     )
@@ -65,6 +65,11 @@ def test_the_prompt_is_the_agents_own_with_the_latency_estimates(tokenizer):
     for name, estimate in task.estimates.items():
         assert f"{name}(" in agent.system
         assert f"takes about {estimate:.2g} s" in agent.system
+
+
+def test_tools_without_a_stated_latency_are_documented_without_one(tokenizer):
+    task = next(t for t in bank_tasks(60, seed=11) if not t.latency_stated)
+    assert "# takes about" not in "".join(task_prompt(tokenizer.chat, task))
 
 
 def _engine(tokenizer):
