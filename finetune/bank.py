@@ -17,8 +17,9 @@ from typing import Any
 
 from asynclm.finetune import pools
 from asynclm.finetune.bfcl_live import HARNESS_INSTRUCTIONS
-from asynclm.finetune.catalog import CHAINS, HELD_OUT, HELD_OUT_CHAINS, TRAINING, Chain
-from asynclm.finetune.family import Family, fill, placeholders, spoken
+from asynclm.finetune.catalog import CHAINS, TRAINING
+from asynclm.finetune.family import Chain, Family, fill, placeholders, spoken
+from asynclm.finetune.held_out import HELD_OUT, HELD_OUT_CHAINS
 from asynclm.finetune.task import (
     USER,
     AnswerPart,

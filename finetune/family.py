@@ -1,4 +1,5 @@
-"""A tool family: one synthetic tool, how users ask for it, what it returns, how answers say it.
+"""A tool family: one synthetic tool, how users ask for it, what it returns, how answers say it;
+and a chain: two families where the second call uses the first call's result.
 
 `Family.draw` picks one of the family's request phrases and the arguments it names; the call
 passes exactly those arguments (required ones are always named), so the question and the call
@@ -151,3 +152,18 @@ class _Spoken(dict):  # type: ignore[type-arg]
             return self[key]
         except KeyError:
             raise AttributeError(key) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    """Two families where the second call uses a field of the first call's result.
+
+    The ask phrase names arguments of the first call as `{a.x}` and of the second as `{b.x}`.
+    """
+
+    first: str
+    output: str
+    then: str
+    param: str
+    asks: tuple[str, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # further arguments of the second call

@@ -6,7 +6,8 @@ from collections import Counter
 import pytest
 
 from asynclm.finetune.bank import DEFAULT_MIX, bank_tasks
-from asynclm.finetune.catalog import CHAINS, HELD_OUT, HELD_OUT_CHAINS, TRAINING, family
+from asynclm.finetune.catalog import CHAINS, TRAINING, family
+from asynclm.finetune.held_out import HELD_OUT, HELD_OUT_CHAINS
 from asynclm.finetune.metrics import expected_values
 from asynclm.finetune.task import USER, task_problems, tool_name
 from asynclm.tooling import Tool
