@@ -5,6 +5,6 @@ tokens and slots), `scope` (namespaces and quotas), `policy` (what the scheduler
 `chat` (the chat format). Tensors: `kv_cache` (the pool), `model` (the decoder), `batch_layout`
 and `runner` (a scheduled batch as tensors, run on a worker thread). Orchestration: `scheduler`
 (one leader batches every context's `request`), `exports` (named K/V), `generation` and
-`context` (the Context API), `engine` (all of it around one model), `inferlet` (programs in
-their own scopes).
+`context` (the Context API), `engine` (all of it around one model). Inferlets, programs that
+drive the Context API in scopes of their own, are the layer above: `asynclm.inferlet`.
 """

@@ -43,13 +43,10 @@ class ModelRunner:
     def __init__(self, model: EngineModel, kv: KVCache) -> None:
         self.model = model
         self.kv = kv
+        self.device = model.device  # read once: a module's device is a slow attribute lookup
         self._slots: weakref.WeakKeyDictionary[Sequence, tuple[int, Tensor]] = (
             weakref.WeakKeyDictionary()
         )
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
 
     def prepare(self, chunks: Seq[Chunk[ForwardRequest]]) -> PreparedBatch:
         """The tensors of a batch whose KV slots are reserved (not yet committed)."""
@@ -96,9 +93,11 @@ class ModelRunner:
         """Every KV slot of a sequence as a tensor, rebuilt only when its slots changed."""
         slots = seq.table.slots
         epoch, cached = self._slots.get(seq, (-1, None))
+        if cached is not None and epoch == seq.epoch and cached.numel() == len(slots):
+            return cached
         if cached is None or epoch != seq.epoch or cached.numel() > len(slots):
             cached = self._long(slots)
-        elif cached.numel() < len(slots):
+        else:  # appended since: extend
             cached = torch.cat((cached, self._long(slots[cached.numel() :])))
         self._slots[seq] = (seq.epoch, cached)
         return cached
