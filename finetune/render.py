@@ -2,7 +2,8 @@
 
 The prompt comes from the agent's own renderer (`asynclm.agent.prompting`) and is tokenised
 piece by piece as the Prompt Cache does; the turn is the model's chunks, each encoded on its
-own, with the runtime's `[INTR]` blocks inserted at their token positions. Only what the model
+own, with the runtime's `[INTR]` blocks inserted at their token positions (encoded as the
+runtime encodes them: markers and ids as special tokens, the value as plain text). Only what the model
 writes carries loss: its text, call blocks, traps and the final end-of-turn token — never the
 prompt and never an injected interrupt.
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asynclm.agent.prompting import prompt_pieces, system_parts
-from asynclm.cml.tokens import MARKERS
+from asynclm.agent.prompting import Piece, prompt_pieces, system_parts
+from asynclm.cml.tokens import MARKERS, interrupt_pieces
 from asynclm.engine.chat import ChatFormat
 from asynclm.engine.tokenizer import Tokenizer
 from asynclm.finetune.simulate import Turn
@@ -71,7 +73,7 @@ def _tool(doc: str, latency: float | None) -> Tool:
     return Tool.from_schema(json.loads(doc), latency=latency)
 
 
-def task_prompt(chat: ChatFormat, task: Task) -> list[str]:
+def task_prompt(chat: ChatFormat, task: Task) -> list[Piece]:
     """The agent's prompt for `task`, as the text pieces it prefills (the shared renderer)."""
     parts = system_parts(task_tools(task), task.instructions, example=task.example)
     return prompt_pieces(chat, parts, task.prompt)
@@ -85,26 +87,26 @@ class Renderer:
     """
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        missing = [m for m in MARKERS if len(tokenizer.encode(m)) != 1]
+        missing = [m for m in MARKERS if len(tokenizer.encode(m, special=True)) != 1]
         if missing:
             raise ValueError(
                 f"the tokenizer lacks the CML tokens {missing}: add_cml_tokens() first"
             )
         self.tokenizer = tokenizer
         self.eos = end_of_turn(tokenizer)
-        self._pieces: dict[str, tuple[int, ...]] = {}
+        self._pieces: dict[Piece, tuple[int, ...]] = {}
 
-    def encode(self, piece: str) -> tuple[int, ...]:
+    def encode(self, piece: Piece) -> tuple[int, ...]:
         """Token ids of a prompt piece (cached: tool documents repeat across tasks)."""
         ids = self._pieces.get(piece)
         if ids is None:
-            ids = self._pieces[piece] = tuple(self.tokenizer.encode(piece))
+            ids = self._pieces[piece] = tuple(self.tokenizer.encode(piece.text, special=piece.special))
         return ids
 
     def tokenize(self, text: str) -> list[str]:
         """The text of each token of `text` as the runtime streams it (the simulator's view)."""
         decoder = self.tokenizer.stream_decoder()
-        pieces = [decoder.push(token) for token in self.tokenizer.encode(text)]
+        pieces = [decoder.push(token) for token in self.tokenizer.encode(text, special=True)]
         if pieces:
             pieces[-1] += decoder.flush()
         return pieces
@@ -118,18 +120,25 @@ class Renderer:
         ids: list[int] = []
         loss: list[bool] = []
         for chunk in turn.chunks:
-            tokens = self.tokenizer.encode(chunk.text)
+            tokens = self.tokenizer.encode(chunk.text, special=True)
             done = 0
             for at, text in (*chunk.injections, (len(tokens), "")):
                 ids += tokens[done:at]
                 loss += [True] * (at - done)
-                injected = self.tokenizer.encode(text) if text else []
+                injected = self.injected_ids(text)
                 ids += injected
                 loss += [False] * len(injected)
                 done = at
         ids.append(self.eos)
         loss.append(True)
         return ids, loss
+
+    def injected_ids(self, text: str) -> list[int]:
+        """Token ids of injected `[INTR]` blocks, encoded piece by piece as the runtime does."""
+        ids: list[int] = []
+        for piece, special in injection_pieces(text):
+            ids += self.tokenizer.encode(piece, special=special)
+        return ids
 
     def render(self, task: Task, turn: Turn) -> Example:
         """The training sequence of `turn` (a simulation of `task`)."""
@@ -142,9 +151,30 @@ class Renderer:
 
 def end_of_turn(tokenizer: Tokenizer) -> int:
     """The token that ends an assistant turn (ChatML: `<|im_end|>`)."""
-    first = tokenizer.encode(tokenizer.chat.role_suffix("assistant"))[:1]
+    first = tokenizer.encode(tokenizer.chat.role_suffix("assistant"), special=True)[:1]
     if first and first[0] in tokenizer.eos_token_ids:
         return first[0]
     if not tokenizer.eos_token_ids:
         raise ValueError("the tokenizer has no end-of-turn token")
     return tokenizer.eos_token_ids[0]
+
+
+_INTERRUPT = re.compile(r"\[INTR\] (\S+) \[HEAD\] (.*?) \[END\]", re.S)
+
+
+def injection_pieces(text: str) -> list[tuple[str, bool]]:
+    """The `(text, special)` pieces the runtime encodes for injected `[INTR]` blocks.
+
+    `text` is `format_interrupt` output, one block or several in a row (their values hold no
+    marker); anything outside a block is plain text.
+    """
+    pieces: list[tuple[str, bool]] = []
+    done = 0
+    for block in _INTERRUPT.finditer(text):
+        if block.start() > done:
+            pieces.append((text[done : block.start()], False))
+        pieces += interrupt_pieces(block[1], block[2])
+        done = block.end()
+    if done < len(text):
+        pieces.append((text[done:], False))
+    return pieces

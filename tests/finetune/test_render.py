@@ -69,7 +69,7 @@ def test_the_prompt_is_the_agents_own_with_the_latency_estimates(tokenizer):
 
 def test_tools_without_a_stated_latency_are_documented_without_one(tokenizer):
     task = next(t for t in bank_tasks(60, seed=11) if not t.latency_stated)
-    assert "# takes about" not in "".join(task_prompt(tokenizer.chat, task))
+    assert "# takes about" not in "".join(p.text for p in task_prompt(tokenizer.chat, task))
 
 
 def _engine(tokenizer):
@@ -95,11 +95,11 @@ def injection_points(renderer, turn):
     points, written = {}, 0
     for chunk in turn.chunks:
         at = dict(chunk.injections)
-        for n in range(1, len(renderer.tokenizer.encode(chunk.text)) + 1):
+        for n in range(1, len(renderer.tokenizer.encode(chunk.text, special=True)) + 1):
             if n in at:
                 ids = re.findall(r"\[INTR\] (\w+)", at[n])
                 points |= {cid: (written + n, rank) for rank, cid in enumerate(ids)}
-        written += len(renderer.tokenizer.encode(chunk.text))
+        written += len(renderer.tokenizer.encode(chunk.text, special=True))
     return points
 
 
@@ -107,7 +107,7 @@ async def replay(renderer, task, turn):
     """Runs the agent on the scripted model writing the turn token by token; returns the
     context it saw when it ended its turn."""
     tok = renderer.tokenizer
-    pieces = [renderer.tokenizer.decode([t]) for c in turn.chunks for t in tok.encode(c.text)]
+    pieces = [renderer.tokenizer.decode([t]) for c in turn.chunks for t in tok.encode(c.text, special=True)]
     timing = GateTiming()
     seen: list[list[int]] = []
 

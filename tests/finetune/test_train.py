@@ -83,7 +83,7 @@ def test_trained_token_rows_reach_both_tied_embeddings_after_the_merge(tied_mode
     weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     (rows,) = [v for k, v in weights.items() if "trainable_tokens_delta" in k]
     merged = load_model(str(tied_model_dir), adapter=out / "adapter", use_cache=False)
-    ids = [merged.tokenizer.encode(m) for m in MARKERS]
+    ids = [merged.tokenizer.encode(m, special=True) for m in MARKERS]
     assert all(len(i) == 1 for i in ids)  # each marker is one special token
     ids = [i[0] for i in ids]
     embedding = merged.model.tok_embeddings.weight[ids].float()
