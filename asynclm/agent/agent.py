@@ -38,7 +38,7 @@ _ENGINES: dict[tuple[str, str | None], Engine] = {}
 _PROMPT_CACHES: weakref.WeakKeyDictionary[Engine, PromptCache] = weakref.WeakKeyDictionary()
 
 
-def shared_engine(model: str, adapter: str | None = None) -> Engine:
+def shared_engine(model: str, adapter: str | None = "auto") -> Engine:
     """One engine per (model, adapter) in the process, shared by every agent that names it."""
     key = (model, adapter)
     if key not in _ENGINES:
@@ -55,7 +55,8 @@ class Agent:
             "sync-parallel" (calls run together when the model waits) or "sync" (generation
             pauses at each call until its result is in).
         model: a model preset or path (loaded once per process), or an `Engine`.
-        adapter: a LoRA adapter folder for `model`.
+        adapter: a LoRA adapter folder for `model`; "auto" (the default): the CML adapter
+            shipped for the preset (SmolLM2), if any; None: the plain model.
         system: instructions placed before the protocol and tool documentation.
         sampler: decoding (default greedy).
         max_tokens: the most tokens the model may write in one run.
@@ -82,7 +83,7 @@ class Agent:
         *,
         mode: Mode = "async",
         model: str | Engine = "smollm2-135m",
-        adapter: str | None = None,
+        adapter: str | None = "auto",
         system: str | None = None,
         sampler: Sampler | None = None,
         max_tokens: int = 512,

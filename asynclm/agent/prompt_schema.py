@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from asynclm.agent.prompting import ChatTemplate, PromptPart, system_pieces
+from asynclm.agent.prompting import ChatTemplate, Piece, PromptPart, system_pieces
 from asynclm.promptcache.schema import Module, Prompt, Schema, Select, Special, User
 
 __all__ = ["SYSTEM_END", "agent_prompt", "agent_schema"]
@@ -22,11 +22,15 @@ def agent_schema(chat: ChatTemplate, parts: Sequence[PromptPart]) -> Schema:
     """A prefix-encoded schema of the system parts, named by a digest of their pieces.
 
     Agents with the same system prompt get the same schema (and share its cached K/V). The
-    template's pieces are `<special>` text; the parts' texts are plain text.
+    template's pieces and the runtime's parts (protocol, example) are `<special>` text; the
+    user's instructions and tool documents are plain text.
     """
     opening, *texts, closing = system_pieces(chat, parts)
-    bodies: list[list[str | Special]] = [[Special(opening.text), texts[0].text]]
-    bodies += [[p.text] for p in texts[1:]]
+    def body(piece: Piece) -> str | Special:
+        return Special(piece.text) if piece.special else piece.text
+
+    bodies: list[list[str | Special]] = [[Special(opening.text), body(texts[0])]]
+    bodies += [[body(p)] for p in texts[1:]]
     bodies.append([Special(closing.text)])
     names = [part.name for part in parts] + [SYSTEM_END]
     digest = hashlib.sha256(repr(list(zip(names, bodies, strict=True))).encode()).hexdigest()

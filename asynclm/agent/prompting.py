@@ -4,7 +4,7 @@ An agent's prompt is its system turn — instructions with the CML protocol, one
 documentation, an optional worked example — then the user's turn and the opening of the
 assistant's turn, in the model's chat template. `prompt_pieces` lists the texts exactly as the
 runtime encodes them, piece by piece (each piece is encoded on its own: piece boundaries are
-token boundaries; only the template's own pieces with special tokens recognised), so training
+token boundaries; only the runtime's own pieces with special tokens recognised), so training
 data rendered with it matches what the model sees at run time token for token.
 
 Pure: no torch, no engine; the chat template is anything with the `ChatTemplate` shape (the
@@ -74,12 +74,17 @@ class PromptPart:
     """A named part of the system prompt (Prompt Cache keeps each part's K/V as a module).
 
     Attributes:
-        name: The part's name: "instructions", "tool.<i>.<tool name>" or "example".
+        name: The part's name: "instructions", "protocol", "tool.<i>.<tool name>" or
+            "example".
         text: Its text.
+        special: Whether the runtime wrote it (the protocol, the example): encoded with the
+            CML markers as the model's special tokens, the same tokens the model writes. The
+            user's instructions and tool documents are plain text, whatever they contain.
     """
 
     name: str
     text: str
+    special: bool = False
 
 
 def system_parts(
@@ -100,13 +105,13 @@ def system_parts(
     if not tools:
         text = instructions.strip() if instructions else DEFAULT_INSTRUCTIONS
         return [PromptPart("instructions", text)]
-    head = [instructions.strip()] if instructions else []
-    parts = [PromptPart("instructions", "\n\n".join([*head, PROTOCOL, "Tools:\n"]))]
+    parts = [PromptPart("instructions", instructions.strip() + "\n\n")] if instructions else []
+    parts.append(PromptPart("protocol", PROTOCOL + "\n\nTools:\n", special=True))
     parts += [
         PromptPart(f"tool.{i}.{t.name}", describe_tool(t) + "\n") for i, t in enumerate(tools)
     ]
     if example:
-        parts.append(PromptPart("example", "\n" + EXAMPLE))
+        parts.append(PromptPart("example", "\n" + EXAMPLE, special=True))
     return parts
 
 
@@ -115,9 +120,10 @@ class Piece(NamedTuple):
 
     Attributes:
         text: The text.
-        special: Whether it is the chat template's own text (role prefixes and suffixes),
-            encoded with the model's special tokens recognised; anything else (instructions,
-            tool docs, the user's message) is plain text, whatever it contains.
+        special: Whether the runtime wrote it (the chat template's role prefixes and suffixes,
+            the CML protocol and example), encoded with the model's special tokens recognised;
+            anything else (instructions, tool docs, the user's message) is plain text, whatever
+            it contains.
     """
 
     text: str
@@ -136,7 +142,8 @@ def system_pieces(chat: ChatTemplate, parts: Sequence[PromptPart]) -> list[Piece
     if not parts:
         raise ValueError("a system prompt needs at least one part")
     opening = Piece(chat.begin + chat.role_prefix("system"), special=True)
-    return [opening, *(Piece(part.text) for part in parts), Piece(chat.role_suffix("system"), True)]
+    body = [Piece(part.text, part.special) for part in parts]
+    return [opening, *body, Piece(chat.role_suffix("system"), special=True)]
 
 
 def user_pieces(chat: ChatTemplate, user: str) -> list[Piece]:

@@ -166,7 +166,8 @@ class ScriptedModel:
             return self._eos
         if not pending:
             pending = self._ask(state)
-        return self.tokenizer.encode(pending)[0] if pending else self._eos
+        # it writes as a model does: a marker or end-of-turn in its text is that special token
+        return self.tokenizer.encode(pending, special=True)[0] if pending else self._eos
 
     def _replay(self, turn: str, state: TurnState) -> str | None:
         """Walk the turn so far; return what is left of the current chunk (None: diverged).

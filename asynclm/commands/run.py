@@ -33,7 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mode", choices=MODES, default="async")
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--adapter", default=None)
+    p.add_argument(
+        "--adapter",
+        default="auto",
+        help="auto: the CML adapter shipped for the model (SmolLM2), if any; none; or a folder",
+    )
     p.add_argument("--system", default=None, help="instructions before the tool documentation")
     p.add_argument(
         "--constrained",

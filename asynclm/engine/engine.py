@@ -87,13 +87,17 @@ class Engine:
     def load(
         cls,
         name_or_path: str = DEFAULT_MODEL,
-        adapter: str | os.PathLike[str] | None = None,
+        adapter: str | os.PathLike[str] | None = "auto",
         *,
         dtype: torch.dtype = torch.float32,
         device: str | None = None,
         **kwargs: Any,
     ) -> Engine:
-        """Load a model (see `load_model`) and build an engine around it."""
+        """Load a model (see `load_model`) and build an engine around it.
+
+        `adapter="auto"` merges the CML adapter shipped for the preset (SmolLM2: the one
+        `asynclm finetune` made), if the package has one; pass None for the plain model.
+        """
         return cls.from_loaded(
             load_model(name_or_path, adapter, dtype=dtype, device=device), **kwargs
         )

@@ -98,10 +98,13 @@ async def test_the_prompt_cache_schema_holds_the_system_pieces() -> None:
 
 def test_system_parts() -> None:
     parts = system_parts([calculator], "Be brief.")
-    assert [p.name for p in parts] == ["instructions", "tool.0.calculator", "example"]
-    assert parts[0].text == f"Be brief.\n\n{PROTOCOL}\n\nTools:\n"
-    assert parts[1].text.startswith("calculator(expression: str)\n  Evaluates")
-    assert parts[2].text == "\n" + EXAMPLE
+    assert [p.name for p in parts] == ["instructions", "protocol", "tool.0.calculator", "example"]
+    assert parts[0] == PromptPart("instructions", "Be brief.\n\n")
+    assert parts[1] == PromptPart("protocol", f"{PROTOCOL}\n\nTools:\n", special=True)
+    assert parts[2].text.startswith("calculator(expression: str)\n  Evaluates")
+    assert not parts[2].special  # a tool's document is plain text, whatever it says
+    assert parts[3] == PromptPart("example", "\n" + EXAMPLE, special=True)
+    assert [p.name for p in system_parts([calculator])][0] == "protocol"
     assert [p.name for p in system_parts([calculator], example=False)][-1] == "tool.0.calculator"
     assert system_parts([]) == [PromptPart("instructions", "You are a helpful assistant.")]
 
