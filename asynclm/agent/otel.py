@@ -131,8 +131,11 @@ class OtelHooks(RunHooks):
         span.end()
 
     def on_interrupt(self, run: RunInfo, event: InterruptInjected) -> None:
-        self._event(run, "asynclm.interrupt", {"gen_ai.tool.call.id": event.call_id,
-                                               "asynclm.tokens": event.num_tokens})  # fmt: skip
+        self._event(
+            run,
+            "asynclm.interrupt",
+            {"gen_ai.tool.call.id": event.call_id, "asynclm.tokens": event.num_tokens},
+        )
 
     def on_trap_start(self, run: RunInfo, event: TrapStarted) -> None:
         self._event(run, "asynclm.trap.start", {"asynclm.pending": list(event.pending)})

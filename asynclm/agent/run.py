@@ -224,7 +224,7 @@ class AgentRun(Generic[OutputT]):
 
     async def _drive(self, ctx: BackendContext, tg: TaskGroup) -> str:
         reason = "length"
-        while (limit := self._limit_reason()) is None:
+        while self._limit_reason() is None:
             reason = await self._generate(ctx, tg)
             if self._limit_reason() is not None:
                 break
@@ -251,7 +251,7 @@ class AgentRun(Generic[OutputT]):
             if not (self._tracker.ready and self._remaining > 0):
                 return reason
             self._inject(ctx, self._tracker.take_ready())  # a user message came in meanwhile
-        return limit or reason
+        return self._limit_reason() or reason
 
     async def _generate(self, ctx: BackendContext, tg: TaskGroup) -> str:
         if self._remaining <= 0 or self._window_full:

@@ -40,8 +40,15 @@ def test_a_transcript_becomes_typed_parts_and_back() -> None:
     message = AssistantMessage.from_transcript(TRANSCRIPT)
     kinds = [type(part) for part in message.parts]
     assert kinds == [
-        TextPart, CallPart, TextPart, TrapPart, InterruptPart, CallPart, InterruptPart, TextPart
-    ]  # fmt: skip
+        TextPart,
+        CallPart,
+        TextPart,
+        TrapPart,
+        InterruptPart,
+        CallPart,
+        InterruptPart,
+        TextPart,
+    ]
     assert message.transcript == TRANSCRIPT
     call = message.parts[1]
     assert isinstance(call, CallPart) and (call.call_id, call.tool, call.arguments) == (
@@ -76,7 +83,14 @@ def test_history_is_rendered_turn_by_turn() -> None:
             return f"</{role}>"
 
     history = [UserMessage("q"), AssistantMessage((TextPart("a"),))]
-    assert history_pieces(Chat(), history) == ["<user>", "q", "</user>", "<assistant>", "a", "</assistant>"]  # type: ignore[arg-type]  # fmt: skip
+    assert history_pieces(Chat(), history) == [
+        "<user>",
+        "q",
+        "</user>",
+        "<assistant>",
+        "a",
+        "</assistant>",
+    ]  # type: ignore[arg-type]
 
 
 async def test_result_messages_continue_a_conversation() -> None:
@@ -147,4 +161,6 @@ async def test_a_session_replays_once_when_the_tools_change() -> None:
         replayed = await session.run("c")
         kept_again = await session.run("d")
     assert replayed.output == "Turn 3: c." and kept_again.output == "Turn 4: d."
-    assert replayed.usage.prompt_tokens > 3 * max(kept.usage.prompt_tokens, kept_again.usage.prompt_tokens)
+    assert replayed.usage.prompt_tokens > 3 * max(
+        kept.usage.prompt_tokens, kept_again.usage.prompt_tokens
+    )

@@ -42,8 +42,11 @@ async def test_the_answer_follows_the_calls_and_is_typed() -> None:
 async def test_the_answer_is_written_under_the_schema_grammar() -> None:
     # The model starts its answer right, then would write something the schema refuses: the
     # grammar holds it to the schema (the scripted model then has only allowed tokens left).
-    agent = Agent(model=engine_for('{"city": "Paris", "temp": "hot", "extra": 1}'), output_type=Weather,
-                  max_tokens=40)  # fmt: skip
+    agent = Agent(
+        model=engine_for('{"city": "Paris", "temp": "hot", "extra": 1}'),
+        output_type=Weather,
+        max_tokens=40,
+    )
     with pytest.raises(OutputError) as info:
         await agent.run("Weather?")
     text = info.value.result.text

@@ -124,7 +124,13 @@ def test_prompt_pieces_layout() -> None:
 
     parts = [PromptPart("a", "A"), PromptPart("b", "B")]
     assert prompt_pieces(Chat(), parts, "hi") == [
-        "<s><system>A", "B", "</system>", "<user>", "hi", "</user>", "<a>"
-    ]  # fmt: skip
+        "<s><system>A",
+        "B",
+        "</system>",
+        "<user>",
+        "hi",
+        "</user>",
+        "<a>",
+    ]
     with pytest.raises(ValueError, match="at least one part"):
         prompt_pieces(Chat(), [], "hi")

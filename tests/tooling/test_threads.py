@@ -31,7 +31,7 @@ async def test_abandoned_threads_keep_their_slot_until_they_return() -> None:
         with pytest.raises(ToolTimeoutError):
             await stuck.invoke({}, limiter=threads)
     assert (threads.num_busy, threads.num_abandoned) == (2, 2)
-    with pytest.raises(ToolTimeoutError, match="waited for a worker thread .*2 of 2 tool threads"):
+    with pytest.raises(ToolTimeoutError, match=r"waited for a worker thread .*2 of 2 tool threads"):
         await quick.invoke({}, limiter=threads)  # no third thread is started
     assert threading.active_count() - before <= 2
     release.set()
