@@ -138,13 +138,14 @@ class AssistantMessage:
 
     @property
     def answer(self) -> str:
-        """The text after the turn's last block or interrupt (stripped): the answer."""
+        """The answer: the text after the turn's last block or call interrupt (see
+        `split_text`), stripped."""
         return split_text(self.parts)[1]
 
     @property
     def interim(self) -> tuple[str, ...]:
         """The text the model wrote before its answer: one entry per stretch between blocks
-        and interrupts (stripped, empty ones left out)."""
+        and call interrupts (stripped, empty ones left out)."""
         return split_text(self.parts)[0]
 
 
@@ -213,13 +214,18 @@ def _call_name(body: str) -> tuple[str, dict[str, Any]]:
 
 
 def split_text(parts: Sequence[Any]) -> tuple[tuple[str, ...], str]:
-    """(interim texts, answer) of a turn's parts: the answer is the text after the last
-    non-text part; each stretch of text before it is an interim text."""
+    """(interim texts, answer) of a turn's parts.
+
+    The answer is the text after the model's last block (call, trap, malformed) or the last
+    interrupt the runtime injected for a call (a result, an error, a rejected answer); each
+    stretch of text before it is an interim text. A user's message does not split the text
+    around it: the model answers it in the same stretch.
+    """
     stretches: list[str] = [""]
     for part in parts:
         if isinstance(part, TextPart):
             stretches[-1] += part.text
-        else:
+        elif not (isinstance(part, InterruptPart) and part.call_id == USER_ID):
             stretches.append("")
     *before, answer = stretches
     return tuple(s.strip() for s in before if s.strip()), answer.strip()
