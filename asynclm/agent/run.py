@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any, Generic, cast
 
 import anyio
@@ -34,7 +33,7 @@ from asynclm.agent.calls import (
     Injection,
 )
 from asynclm.agent.dispatch import CallRejected, interrupt_value, resolve_call, short
-from asynclm.agent.errors import OutputError, RunStateError, single_error
+from asynclm.agent.errors import RunStateError, single_error
 from asynclm.agent.events import (
     AgentEvent,
     CallDispatched,
@@ -44,6 +43,7 @@ from asynclm.agent.events import (
 )
 from asynclm.agent.hooks import RunInfo, new_run_id
 from asynclm.agent.messages import AssistantMessage, UserMessage
+from asynclm.agent.outcome import RunRecord, make_result
 from asynclm.agent.output import OutputInvalid, OutputSpec, OutputT, starts_answer
 from asynclm.agent.result import CANCELLED, CallRecord, RunResult, Usage
 from asynclm.agent.spec import RunSpec
@@ -474,48 +474,25 @@ class AgentRun(Generic[OutputT]):
         self._tracker.close()
 
     def _make_result(self, reason: str) -> RunResult[OutputT]:
-        message = AssistantMessage.from_transcript(self.transcript)
-        new = (UserMessage(self.prompt), message)
-        text, interim = _answer_and_interim(message, self._answer_text.strip())
-        result: RunResult[Any] = RunResult(
-            output=text,
-            calls=tuple(self.calls),
-            timeline=self.trace,
+        record = RunRecord(
+            self.prompt,
+            self.history,
+            self.transcript,
+            self._answer_text,
+            self._answer,
+            structured=self.spec.output is not None,
+        )
+        result = make_result(
+            record,
+            reason=reason,
+            calls=self.calls,
+            trace=self.trace,
             usage=self.usage,
             mode=self.mode,
-            elapsed=self.trace.now(),
-            finish_reason=reason,
-            transcript=self.transcript,
-            errors=tuple(self.errors),
-            text=text,
-            interim=interim,
-            messages=self.history + new,
-            new_messages=new,
+            errors=self.errors,
             first_token_at=self.first_token_at,
         )
-        if self.spec.output is None:
-            return cast(RunResult[OutputT], result)
-        if self._answer is None:
-            why = "validation" if reason in ("eos", "grammar") else reason
-            raise OutputError(_output_failure(why, self.errors), reason=why, result=result)
-        return cast(RunResult[OutputT], replace(result, output=self._answer[0]))
-
-
-def _answer_and_interim(message: AssistantMessage, answer: str) -> tuple[str, tuple[str, ...]]:
-    """The answer and the interim texts; a structured answer written right after text (no
-    block between) is the answer, and that text an interim one."""
-    text, interim = message.answer, message.interim
-    if not answer or not text.endswith(answer) or text == answer:
-        return text, interim
-    preamble = text[: len(text) - len(answer)].strip()
-    return answer, (*interim, preamble) if preamble else interim
-
-
-def _output_failure(why: str, errors: list[str]) -> str:
-    if why == "validation":
-        last = errors[-1] if errors else "no answer"
-        return f"the model gave no valid answer after its retries: {last}"
-    return f"the run ended ({why}) before the model gave a valid answer"
+        return cast(RunResult[OutputT], result)
 
 
 @asynccontextmanager
