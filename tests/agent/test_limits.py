@@ -73,24 +73,23 @@ async def test_the_token_budget_ends_the_run_with_its_records() -> None:
 
 async def test_a_context_past_the_models_window_ends_with_length() -> None:
     tokenizer = default_tokenizer()
-    slow = sleeper("slow", 0.0, result="y" * 3000)  # a result too big for the window
-    model = ScriptedModel(
-        tokenizer, actions(*calls(3), "[TRAP][END]", "z" * 3000), max_position=1200
-    )
+    slow = sleeper("slow", 0.0, result="y " * 300)  # results that do not all fit the window
+    model = ScriptedModel(tokenizer, actions(*calls(3), "[TRAP][END]", "z"), max_position=900)
     engine = Engine(model, tokenizer, name="window", num_pages=512)
     agent = Agent([slow], model=engine, max_tokens=4000, example=False)
     result = await agent.run("go")
     assert result.finish_reason == "length"
-    assert len(result.calls) >= 1 and all(c.finished_at is not None for c in result.calls)
+    assert any("do not fit the model's window" in error for error in result.errors)
+    assert len(result.calls) == 3 and all(c.finished_at is not None for c in result.calls)
     # and generation itself stops at the window's end
     writer = Engine(
-        ScriptedModel(tokenizer, replay("w " * 3000), max_position=600),
+        ScriptedModel(tokenizer, replay("w " * 500), max_position=300),
         tokenizer,
         name="window2",
         num_pages=512,
     )
     written = await Agent(model=writer, max_tokens=4000).run("go")
-    assert written.finish_reason == "length" and written.usage.generated_tokens < 600
+    assert written.finish_reason == "length" and written.usage.generated_tokens < 300
 
 
 async def test_waiting_for_nothing_ends_as_stalled() -> None:
