@@ -217,6 +217,11 @@ class Agent(Generic[DepsT, OutputT]):
         """The model's name, as given or as the engine calls it."""
         return self._model if isinstance(self._model, str) else self._model.name
 
+    @property
+    def keeps_kv(self) -> bool:
+        """Whether sessions keep the conversation's K/V (the local engine's exports)."""
+        return True
+
     def make_constraint(self, tools: Sequence[Tool] | None = None) -> AllOf:
         """A run's decoding constraint: the forgery guard (the model can never write `[INTR]`),
         plus the turn grammar when `constrained`, plus the agent's own constraint."""

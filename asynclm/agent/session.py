@@ -6,7 +6,9 @@ export (`Context.open`: the pages are shared, nothing is recomputed) and appends
 user message. `agent.run(prompt, message_history=...)` — what a hosted API must do — prefills
 the whole history again instead.
 
-A turn that fails leaves the session as it was (its messages and its K/V). When the agent's
+A turn that fails leaves the session as it was (its messages and its K/V). An agent whose
+contexts are not the local engine's (a remote backend) cannot keep K/V: its session sends the
+history again each turn, as `message_history` does. When the agent's
 tools change between turns the system prompt changes with them: that turn replays the
 conversation once under the new prompt. `fork()` branches a conversation (the branches share
 their common pages, copy-on-write).
@@ -32,6 +34,7 @@ from asynclm.agent.result import Mode, RunResult
 from asynclm.agent.run import AgentRun, stream
 from asynclm.agent.spec import RunSpec
 from asynclm.backends.local import LocalContext
+from asynclm.backends.protocol import BackendContext
 from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
 from asynclm.promptcache.schema import Schema
@@ -50,6 +53,11 @@ class SessionAgent(Protocol):
     @property
     def engine(self) -> Engine: ...
 
+    @property
+    def keeps_kv(self) -> bool:
+        """Whether its contexts are the local engine's (whose K/V a session can keep)."""
+        ...
+
     def open_toolsets(self) -> AbstractAsyncContextManager[list[Tool]]: ...
 
     def all_tools(self, extra: Sequence[Tool] = ()) -> tuple[Tool, ...]: ...
@@ -67,7 +75,7 @@ class SessionAgent(Protocol):
 
     def open_context(
         self, prompt: str, *, history: History = (), tools: Sequence[Tool] | None = None
-    ) -> AbstractAsyncContextManager[LocalContext]: ...
+    ) -> AbstractAsyncContextManager[BackendContext]: ...
 
 
 def _export_name() -> str:
@@ -223,7 +231,11 @@ class Session(Generic[DepsT, OutputT]):
     @asynccontextmanager
     async def _open_context(
         self, prompt: str, tools: Sequence[Tool]
-    ) -> AsyncIterator[LocalContext]:
+    ) -> AsyncIterator[BackendContext]:
+        if not self.agent.keeps_kv:  # e.g. a remote backend: the history is sent again
+            async with self.agent.open_context(prompt, history=self.messages, tools=tools) as any_:
+                yield any_
+            return
         schema = self.agent.prompt_schema(tools).name
         if self._kept.has() and self._kept.schema == schema and self._kept.name is not None:
             ctx = Context.open(self.agent.engine, self._kept.name)
@@ -237,7 +249,8 @@ class Session(Generic[DepsT, OutputT]):
             return
         async with self.agent.open_context(prompt, history=self.messages, tools=tools) as local:
             yield local
-            await self._save(local.context, schema)
+            if isinstance(local, LocalContext):
+                await self._save(local.context, schema)
 
     async def _save(self, ctx: Context, schema: str) -> None:
         """Close the assistant's turn, compute what is pending, export the K/V."""
