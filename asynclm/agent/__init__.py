@@ -7,6 +7,7 @@ are re-exported here. `MCPServer` (asynclm.agent.mcp) needs the `mcp` package.
 
 from asynclm.agent.agent import Agent
 from asynclm.agent.approval import Approver, Decision
+from asynclm.agent.chat_run import ChatRun
 from asynclm.agent.errors import AgentError, OutputError, RunStateError
 from asynclm.agent.events import (
     AgentEvent,
@@ -21,6 +22,7 @@ from asynclm.agent.events import (
     TrapEnded,
     TrapStarted,
 )
+from asynclm.agent.handle import RunHandle
 from asynclm.agent.hooks import RunHooks, RunInfo
 from asynclm.agent.limits import FINISH_REASONS, UsageLimits
 from asynclm.agent.messages import (
@@ -71,6 +73,7 @@ __all__ = [
     "CallRecord",
     "CallStarted",
     "CallingMode",
+    "ChatRun",
     "Decision",
     "InterruptInjected",
     "InterruptPart",
@@ -82,6 +85,7 @@ __all__ = [
     "OutputRetry",
     "PromptPart",
     "RunContext",
+    "RunHandle",
     "RunHooks",
     "RunInfo",
     "RunResult",

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 import anyio
 
 from asynclm.agent.approval import Approver, deny_all
+from asynclm.agent.chat_run import ChatRun
 from asynclm.agent.constrained import turn_grammar
 from asynclm.agent.guard import AllOf, ForgeryGuard
+from asynclm.agent.handle import RunHandle
 from asynclm.agent.hooks import HookSet, RunHooks
 from asynclm.agent.limits import UsageLimits
 from asynclm.agent.messages import AssistantMessage, UserMessage
@@ -23,12 +25,20 @@ from asynclm.agent.observe import LoggingHooks
 from asynclm.agent.otel import OtelHooks, otel_available
 from asynclm.agent.output import OutputSpec, OutputT
 from asynclm.agent.prompt_schema import agent_prompt, agent_schema
-from asynclm.agent.prompting import PromptPart, history_pieces, system_parts, user_pieces
+from asynclm.agent.prompting import (
+    PromptPart,
+    history_pieces,
+    prompt_pieces,
+    system_parts,
+    user_pieces,
+)
 from asynclm.agent.result import Mode, RunResult
 from asynclm.agent.run import AgentRun, stream
 from asynclm.agent.spec import RunSpec
 from asynclm.agent.toolset import Toolset, open_toolsets
 from asynclm.backends.local import LocalContext
+from asynclm.backends.protocol import BackendContext
+from asynclm.backends.remote import AllRemote, RemoteBackend
 from asynclm.engine.engine import Engine
 from asynclm.engine.grammar import Constraint, Grammar
 from asynclm.engine.sampling import Sampler
@@ -68,7 +78,8 @@ class Agent(Generic[DepsT, OutputT]):
             "sync-parallel" (calls run together when the model waits) or "sync" (generation
             pauses at each call until its result is in).
         model: A model preset or path (loaded once per process), or an `Engine`.
-        adapter: A LoRA adapter folder for `model`.
+        adapter: A LoRA adapter folder for `model`; "auto" (the default): the CML adapter
+            shipped for the preset (SmolLM2), if any; None: the plain model.
         system: Instructions placed before the protocol and tool documentation.
         output_type: The type of the answer (a pydantic model, a dataclass, `int`...): stated
             to the model as a JSON schema, written under its grammar, validated by pydantic.
@@ -94,6 +105,11 @@ class Agent(Generic[DepsT, OutputT]):
         instrument: OpenTelemetry spans per run and call (default: when `opentelemetry-api`
             is installed).
         name: The agent's name in logs and spans.
+        backend: Where the model runs instead of the local engine: `openai:URL` (an
+            OpenAI-compatible server streaming `/v1/completions`, all modes; an interrupt
+            aborts and resubmits the stream), `openai-chat:URL` (OpenAI tool calling, sync and
+            sync-parallel, any served model), or a `RemoteBackend`. See docs/SCALE.md. A
+            remote model cannot take a grammar: no `constrained`, no `output_type`.
 
     Raises:
         TypeError: `tools` is not a list of functions and tools, or `model` not a name or an
@@ -107,7 +123,7 @@ class Agent(Generic[DepsT, OutputT]):
         *,
         mode: Mode = "async",
         model: str | Engine = "smollm2-135m",
-        adapter: str | None = None,
+        adapter: str | None = "auto",
         system: str | None = None,
         output_type: type[OutputT] = str,  # type: ignore[assignment]
         output_retries: int = 1,
@@ -126,6 +142,7 @@ class Agent(Generic[DepsT, OutputT]):
         hooks: Sequence[RunHooks] = (),
         instrument: bool | None = None,
         name: str = "agent",
+        backend: str | RemoteBackend | None = None,
     ) -> None:
         if not isinstance(model, (str, Engine)):
             raise TypeError(
@@ -154,6 +171,8 @@ class Agent(Generic[DepsT, OutputT]):
         self._adapter = adapter
         self._engine: Engine | None = model if isinstance(model, Engine) else None
         self._extra_constraint = constraint
+        self.backend = RemoteBackend(backend) if isinstance(backend, str) else backend
+        _check_backend(self.backend, constrained=constrained, output_type=output_type)
         self._threads = ToolThreads(max_tool_threads)
         observers: list[RunHooks] = [LoggingHooks(), *hooks]
         if instrument or (instrument is None and otel_available()):
@@ -214,17 +233,23 @@ class Agent(Generic[DepsT, OutputT]):
 
     @property
     def model_name(self) -> str:
-        """The model's name, as given or as the engine calls it."""
+        """The model's name, as given or as the engine calls it (a backend's: its URL)."""
+        if self.backend is not None:
+            return self.backend.base_url
         return self._model if isinstance(self._model, str) else self._model.name
 
     @property
     def keeps_kv(self) -> bool:
-        """Whether sessions keep the conversation's K/V (the local engine's exports)."""
-        return True
+        """Whether sessions keep the conversation's K/V (the local engine's exports; a remote
+        backend's session sends the history again)."""
+        return self.backend is None
 
-    def make_constraint(self, tools: Sequence[Tool] | None = None) -> AllOf:
+    def make_constraint(self, tools: Sequence[Tool] | None = None) -> AllOf | AllRemote:
         """A run's decoding constraint: the forgery guard (the model can never write `[INTR]`),
         plus the turn grammar when `constrained`, plus the agent's own constraint."""
+        if self.backend is not None:  # request fields: the guard as a logit bias
+            extra: list[Any] = [self._extra_constraint(self)] if self._extra_constraint else []
+            return AllRemote([self.backend.forgery_guard(), *extra])
         engine = self.engine
         constraints: list[Constraint] = [ForgeryGuard(engine.tokenizer)]
         if self.constrained:
@@ -263,25 +288,35 @@ class Agent(Generic[DepsT, OutputT]):
 
     async def warm(self) -> None:
         """Compute the system prompt's K/V now (runs reuse it; nothing is recomputed)."""
+        if self.backend is not None:  # the server's prefix cache keeps it after a first run
+            await self.backend.connect()
+            return
         ctx = await self.prompt_cache.context(agent_prompt(self.prompt_schema()))
         ctx.release()
 
     @asynccontextmanager
     async def open_context(
         self, prompt: str, *, history: History = (), tools: Sequence[Tool] | None = None
-    ) -> AsyncIterator[LocalContext]:
+    ) -> AsyncIterator[BackendContext]:
         """A context holding the agent's prompt for `prompt`, ready for the assistant's turn.
 
         The system prompt's K/V come from the Prompt Cache; the history and the user's turn
         are appended, pending (each piece of `prompt_pieces` encoded on its own). The context
         is released when the block exits.
         """
+        if self.backend is not None:  # the same pieces, on the server
+            listed = tuple(self._tools.values()) if tools is None else tools
+            parts = self._system_parts(listed)
+            pieces = functools.partial(prompt_pieces, parts=parts, user=prompt, history=history)
+            async with self.backend.open_pieces(pieces) as remote:
+                yield remote
+            return
         ctx = await self.prompt_cache.context(agent_prompt(self.prompt_schema(tools)))
         try:
-            chat = self.engine.tokenizer.chat
+            chat = ctx.tokenizer.chat
             for piece in history_pieces(chat, history) + user_pieces(chat, prompt):
-                ctx.append(piece)
-            yield LocalContext(ctx)
+                ctx.append(piece.text, special=piece.special)
+            yield LocalContext(ctx, self.engine.config.max_position)
         finally:
             ctx.release()
 
@@ -368,7 +403,7 @@ class Agent(Generic[DepsT, OutputT]):
         """
         async with self.open_toolsets() as extra:
             spec = self._run_spec(mode, extra, limits, message_history)
-            run: AgentRun[OutputT] = AgentRun(
+            run = self.new_run(
                 spec, prompt, deps=deps, history=message_history, approver=approver or deny_all
             )
             return await run.execute()
@@ -410,7 +445,7 @@ class Agent(Generic[DepsT, OutputT]):
         message_history: History = (),
         limits: UsageLimits | None = None,
         approver: Approver | None = None,
-    ) -> AsyncIterator[AgentRun[OutputT]]:
+    ) -> AsyncIterator[RunHandle[OutputT]]:
         """Run in the background; iterate the yielded run for events, `run.result` at the end.
 
         Calls needing approval wait for `run.approve(id)` / `run.deny(id)` unless an
@@ -419,11 +454,27 @@ class Agent(Generic[DepsT, OutputT]):
         """
         async with self.open_toolsets() as extra:
             spec = self._run_spec(mode, extra, limits, message_history)
-            run: AgentRun[OutputT] = AgentRun(
-                spec, prompt, deps=deps, history=message_history, approver=approver
-            )
+            run = self.new_run(spec, prompt, deps=deps, history=message_history, approver=approver)
             async with stream(run):
                 yield run
+
+    def new_run(
+        self,
+        spec: RunSpec,
+        prompt: str,
+        *,
+        deps: Any = None,
+        history: History = (),
+        approver: Approver | None = None,
+    ) -> RunHandle[OutputT]:
+        """A run of `spec` (not started): CML (`AgentRun`), or OpenAI tool calling (`ChatRun`)
+        on an `openai-chat:` backend."""
+        if self.backend is not None and self.backend.protocol == "chat":
+            chat = ChatRun(
+                spec, self.backend, self._instructions, prompt, deps=deps, history=history
+            )
+            return cast(RunHandle[OutputT], chat)  # no output_type with a backend: OutputT is str
+        return AgentRun(spec, prompt, deps=deps, history=history, approver=approver)
 
     def session(self, messages: History = ()) -> Session[DepsT, OutputT]:
         """A conversation that keeps its K/V between turns (see `Session`)."""
@@ -487,6 +538,18 @@ def _toolset_list(toolsets: Sequence[Toolset]) -> tuple[Toolset, ...]:
     if bad:
         raise TypeError(f"toolsets must have list_tools() and be async context managers: {bad!r}")
     return tuple(toolsets)
+
+
+def _check_backend(backend: RemoteBackend | None, *, constrained: bool, output_type: type) -> None:
+    if backend is None:
+        return
+    if constrained:
+        raise ValueError("constrained=True needs the local engine (a grammar on the logits)")
+    if output_type is not str:
+        raise ValueError(
+            "output_type needs the local engine (its grammar writes the answer): with a remote "
+            "backend, ask for JSON in the instructions and validate result.output yourself"
+        )
 
 
 def _check_names(tools: Sequence[Tool]) -> None:

@@ -4,8 +4,8 @@ An agent's prompt is its system turn — instructions with the CML protocol, one
 documentation, an optional worked example — then the user's turn and the opening of the
 assistant's turn, in the model's chat template. `prompt_pieces` lists the texts exactly as the
 runtime encodes them, piece by piece (each piece is encoded on its own: piece boundaries are
-token boundaries), so training data rendered with it matches what the model sees at run time
-token for token.
+token boundaries; only the runtime's own pieces with special tokens recognised), so training
+data rendered with it matches what the model sees at run time token for token.
 
 Pure: no torch, no engine; the chat template is anything with the `ChatTemplate` shape (the
 engine tokenizer's `chat`).
@@ -16,15 +16,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from asynclm.agent.messages import AssistantMessage, UserMessage
+from asynclm.cml.tokens import marker_pieces
 from asynclm.tooling import Tool, clean_text, describe_tool, xml_text
 
 __all__ = [
     "EXAMPLE",
     "PROTOCOL",
     "ChatTemplate",
+    "Piece",
     "PromptPart",
     "history_pieces",
     "output_instructions",
@@ -84,12 +86,17 @@ class PromptPart:
     """A named part of the system prompt (Prompt Cache keeps each part's K/V as a module).
 
     Attributes:
-        name: The part's name: "instructions", "tool.<i>.<tool name>" or "example".
+        name: The part's name: "instructions", "protocol", "tool.<i>.<tool name>",
+            "example" or "output" (a structured answer's JSON schema).
         text: Its text.
+        special: Whether the runtime wrote it (the protocol, the example): encoded with the
+            CML markers as the model's special tokens, the same tokens the model writes. The
+            user's instructions and tool documents are plain text, whatever they contain.
     """
 
     name: str
     text: str
+    special: bool = False
 
 
 def system_parts(
@@ -99,8 +106,8 @@ def system_parts(
     example: bool = True,
     output_schema: Mapping[str, Any] | None = None,
 ) -> list[PromptPart]:
-    """The system prompt as named parts: instructions + protocol, one per tool, the example,
-    the answer's format.
+    """The system prompt as named parts: the instructions (when given), the protocol, one per
+    tool, the example, the answer's format (with `output_schema`).
 
     Agents that share instructions and leading tools share those parts' cached K/V. Characters
     a prompt module cannot carry (see `asynclm.tooling.xml_text`) become U+FFFD.
@@ -115,19 +122,20 @@ def system_parts(
         The parts, in order. An agent without tools gets its instructions (and the answer's
         format) only.
     """
-    head = [instructions.strip()] if instructions else []
+    head = [PromptPart("instructions", xml_text(instructions.strip()))] if instructions else []
     if not tools:
-        parts = [PromptPart("instructions", xml_text("\n\n".join(head) or DEFAULT_INSTRUCTIONS))]
+        parts = head or [PromptPart("instructions", DEFAULT_INSTRUCTIONS)]
     else:
+        if head:
+            head = [PromptPart("instructions", head[0].text + "\n\n")]
         protocol = PROTOCOL if output_schema is None else PROTOCOL.replace(_PLAIN, _FORMATTED)
-        text = "\n\n".join([*head, protocol, "Tools:\n"])
-        parts = [PromptPart("instructions", xml_text(text))]
+        parts = [*head, PromptPart("protocol", protocol + "\n\nTools:\n", special=True)]
         parts += [
             PromptPart(f"tool.{i}.{t.name}", xml_text(describe_tool(t)) + "\n")
             for i, t in enumerate(tools)
         ]
         if example:
-            parts.append(PromptPart("example", "\n" + EXAMPLE))
+            parts.append(PromptPart("example", "\n" + EXAMPLE, special=True))
     if output_schema is not None:
         parts.append(PromptPart("output", output_instructions(output_schema)))
     return parts
@@ -138,44 +146,66 @@ def output_instructions(schema: Mapping[str, Any]) -> str:
     return "\n\n" + xml_text(OUTPUT_FORMAT + json.dumps(schema, separators=(",", ":")))
 
 
-def system_pieces(chat: ChatTemplate, parts: Sequence[PromptPart]) -> list[str]:
-    """The system turn as the texts the runtime encodes: one per part, then the turn's end.
+class Piece(NamedTuple):
+    """A text the runtime encodes on its own.
 
-    The turn's opening goes into the first piece and its closing into a last one of its own,
-    so a part's K/V depends only on what comes before it (agents whose prompts share a
-    beginning share its cached K/V).
+    Attributes:
+        text: The text.
+        special: Whether the runtime wrote it (the chat template's role prefixes and suffixes,
+            the CML protocol and example), encoded with the model's special tokens recognised;
+            anything else (instructions, tool docs, the user's message) is plain text, whatever
+            it contains.
+    """
+
+    text: str
+    special: bool = False
+
+
+def system_pieces(chat: ChatTemplate, parts: Sequence[PromptPart]) -> list[Piece]:
+    """The system turn as the pieces the runtime encodes: its opening, one per part, its end.
+
+    The turn's closing is a piece of its own, so a part's K/V depends only on what comes
+    before it (agents whose prompts share a beginning share its cached K/V).
 
     Raises:
         ValueError: If `parts` is empty.
     """
     if not parts:
         raise ValueError("a system prompt needs at least one part")
-    first = chat.begin + chat.role_prefix("system") + parts[0].text
-    return [first, *(part.text for part in parts[1:]), chat.role_suffix("system")]
+    opening = Piece(chat.begin + chat.role_prefix("system"), special=True)
+    body = [Piece(part.text, part.special) for part in parts]
+    return [opening, *body, Piece(chat.role_suffix("system"), special=True)]
 
 
-def user_pieces(chat: ChatTemplate, user: str) -> list[str]:
-    """The user's turn and the opening of the assistant's, as the texts the runtime encodes."""
-    return [*_turn(chat, "user", user), chat.generation_prompt]
+def user_pieces(chat: ChatTemplate, user: str) -> list[Piece]:
+    """The user's turn and the opening of the assistant's, as the pieces the runtime encodes."""
+    return [*_turn(chat, "user", [Piece(clean_text(user))]), Piece(chat.generation_prompt, True)]
 
 
 def history_pieces(
     chat: ChatTemplate, history: Sequence[UserMessage | AssistantMessage]
-) -> list[str]:
-    """Earlier turns of a conversation as the texts the runtime encodes: each turn's opening,
-    its text (an assistant turn's whole transcript, calls and interrupts included), its
-    closing."""
-    pieces: list[str] = []
+) -> list[Piece]:
+    """Earlier turns of a conversation as the pieces the runtime encodes: each turn's opening,
+    its text, its closing.
+
+    A user's text is plain text. An assistant turn is its whole transcript, calls and
+    interrupts included: the CML markers in it are the model's special tokens (as the model
+    wrote them and the runtime injected them), everything else — the model's text, call
+    arguments, tool results — plain text, so that text a tool returned cannot become a control
+    token in a later turn.
+    """
+    pieces: list[Piece] = []
     for message in history:
         if isinstance(message, UserMessage):
-            pieces += _turn(chat, "user", message.content)
+            pieces += _turn(chat, "user", [Piece(clean_text(message.content))])
         else:
-            pieces += _turn(chat, "assistant", message.transcript)
+            body = [Piece(text, special) for text, special in marker_pieces(message.transcript)]
+            pieces += _turn(chat, "assistant", body)
     return pieces
 
 
-def _turn(chat: ChatTemplate, role: str, text: str) -> list[str]:
-    return [chat.role_prefix(role), clean_text(text), chat.role_suffix(role)]
+def _turn(chat: ChatTemplate, role: str, body: list[Piece]) -> list[Piece]:
+    return [Piece(chat.role_prefix(role), True), *body, Piece(chat.role_suffix(role), True)]
 
 
 def prompt_pieces(
@@ -183,12 +213,13 @@ def prompt_pieces(
     parts: Sequence[PromptPart],
     user: str,
     history: Sequence[UserMessage | AssistantMessage] = (),
-) -> list[str]:
-    """The agent's whole prompt as the texts it prefills, in order, each encoded on its own.
+) -> list[Piece]:
+    """The agent's whole prompt as the pieces it prefills, in order, each encoded on its own.
 
-    `[begin + system prefix + parts[0], parts[1], ..., system suffix, <history>, user prefix,
-    user, user suffix, generation prompt]`: concatenating `tokenizer.encode(piece)` over the
-    pieces gives exactly the tokens of a run's context at its first generation step.
+    `[begin + system prefix, parts[0], ..., parts[-1], system suffix, <history>, user prefix,
+    user, user suffix, generation prompt]`: concatenating
+    `tokenizer.encode(p.text, special=p.special)` over the pieces gives exactly the tokens of a
+    run's context at its first generation step.
 
     Args:
         chat: The model's chat template.

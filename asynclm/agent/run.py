@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Generic, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import anyio
 from anyio.abc import TaskGroup
@@ -50,7 +50,7 @@ from asynclm.agent.spec import RunSpec
 from asynclm.backends.protocol import BackendContext, ContextWindowError
 from asynclm.cml.ids import CallIds
 from asynclm.cml.parser import Call, CMLParser, Malformed, Text, Trap
-from asynclm.cml.tokens import format_interrupt
+from asynclm.cml.tokens import format_interrupt, interrupt_pieces
 from asynclm.tooling import clean_text
 from asynclm.trace import Trace
 
@@ -434,7 +434,10 @@ class AgentRun(Generic[OutputT]):
             return True
         started = self.trace.now()
         text = "".join(format_interrupt(i.call_id, i.value) for i in items)
-        tokens = ctx.tokenizer.encode(text)
+        pieces = [p for i in items for p in interrupt_pieces(i.call_id, i.value)]
+        tokens = [
+            t for piece, special in pieces for t in ctx.tokenizer.encode(piece, special=special)
+        ]
         try:
             ctx.append(tokens)
         except ContextWindowError as exc:
@@ -495,8 +498,18 @@ class AgentRun(Generic[OutputT]):
         return cast(RunResult[OutputT], result)
 
 
+class _Executable(Protocol):
+    @property
+    def done(self) -> bool: ...
+
+    async def execute(self) -> Any: ...
+
+
+RunT = TypeVar("RunT", bound=_Executable)
+
+
 @asynccontextmanager
-async def stream(run: AgentRun[OutputT]) -> AsyncIterator[AgentRun[OutputT]]:
+async def stream(run: RunT) -> AsyncIterator[RunT]:
     """Execute `run` in the background for the block (iterate it for its events); leaving the
     block early cancels it. Its failure is raised as itself when the block exits."""
     try:

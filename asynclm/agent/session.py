@@ -23,15 +23,16 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Generic, Protocol
+from typing import Any, Generic, Protocol, cast
 
 from asynclm.agent.approval import Approver, deny_all
+from asynclm.agent.handle import RunHandle
 from asynclm.agent.limits import UsageLimits
 from asynclm.agent.messages import AssistantMessage, UserMessage
 from asynclm.agent.output import OutputT
 from asynclm.agent.prompting import user_pieces
 from asynclm.agent.result import Mode, RunResult
-from asynclm.agent.run import AgentRun, stream
+from asynclm.agent.run import stream
 from asynclm.agent.spec import RunSpec
 from asynclm.backends.local import LocalContext
 from asynclm.backends.protocol import BackendContext
@@ -72,6 +73,16 @@ class SessionAgent(Protocol):
     ) -> RunSpec: ...
 
     def prompt_schema(self, tools: Sequence[Tool] | None = None) -> Schema: ...
+
+    def new_run(
+        self,
+        spec: RunSpec,
+        prompt: str,
+        *,
+        deps: Any = None,
+        history: History = (),
+        approver: Approver | None = None,
+    ) -> RunHandle[Any]: ...
 
     def open_context(
         self, prompt: str, *, history: History = (), tools: Sequence[Tool] | None = None
@@ -169,7 +180,7 @@ class Session(Generic[DepsT, OutputT]):
         mode: Mode | None = None,
         limits: UsageLimits | None = None,
         approver: Approver | None = None,
-    ) -> AsyncIterator[AgentRun[OutputT]]:
+    ) -> AsyncIterator[RunHandle[OutputT]]:
         """The next turn, streamed (as `Agent.run_stream`); the session moves on when the run
         has finished with a result."""
         async with self.agent.open_toolsets() as extra:
@@ -222,11 +233,12 @@ class Session(Generic[DepsT, OutputT]):
         mode: Mode | None,
         limits: UsageLimits | None,
         approver: Approver | None,
-    ) -> AgentRun[OutputT]:
+    ) -> RunHandle[OutputT]:
         tools = self.agent.all_tools(extra)
         spec = self.agent.run_spec(mode, tools=tools, limits=limits, history=self.messages)
         spec = replace(spec, open_context=lambda text: self._open_context(text, tools))
-        return AgentRun(spec, prompt, deps=deps, history=self.messages, approver=approver)
+        run = self.agent.new_run(spec, prompt, deps=deps, history=self.messages, approver=approver)
+        return cast(RunHandle[OutputT], run)
 
     @asynccontextmanager
     async def _open_context(
@@ -240,9 +252,9 @@ class Session(Generic[DepsT, OutputT]):
         if self._kept.has() and self._kept.schema == schema and self._kept.name is not None:
             ctx = Context.open(self.agent.engine, self._kept.name)
             try:
-                for piece in user_pieces(ctx.engine.tokenizer.chat, prompt):
-                    ctx.append(piece)
-                yield LocalContext(ctx)
+                for piece in user_pieces(ctx.tokenizer.chat, prompt):
+                    ctx.append(piece.text, special=piece.special)
+                yield LocalContext(ctx, self.agent.engine.config.max_position)
                 await self._save(ctx, schema)
             finally:
                 ctx.release()
@@ -254,14 +266,14 @@ class Session(Generic[DepsT, OutputT]):
 
     async def _save(self, ctx: Context, schema: str) -> None:
         """Close the assistant's turn, compute what is pending, export the K/V."""
-        tokenizer = ctx.engine.tokenizer
+        tokenizer = ctx.tokenizer
         closing = tokenizer.chat.role_suffix("assistant")
         last = ctx.tokens[-1:]
         if last and last[0] in tokenizer.eos_token_ids:  # the turn ended with its end token
             ended = tokenizer.decode(last)
             closing = closing[len(ended) :] if closing.startswith(ended) else closing
         if closing:
-            ctx.append(closing)
+            ctx.append(closing, special=True)  # the template's text
         await ctx.flush()
         name = _export_name()
         ctx.save(name)

@@ -25,14 +25,16 @@ class LocalContext:
 
     Args:
         context: The engine context, its prompt already appended.
+        window: The model's window (its engine's `config.max_position`).
     """
 
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, window: int) -> None:
         self.context = context
+        self.window = window
 
     @property
     def tokenizer(self) -> Tokenizer:
-        return self.context.engine.tokenizer
+        return self.context.tokenizer
 
     @property
     def num_tokens(self) -> int:
@@ -45,14 +47,18 @@ class LocalContext:
     @property
     def room(self) -> int:
         """Tokens that still fit the model's window."""
-        return max(0, self.context.engine.config.max_position - self.context.next_position)
+        return max(0, self.window - self.context.next_position)
 
-    def append(self, content: str | Sequence[int]) -> None:
-        tokens = self.tokenizer.encode(content) if isinstance(content, str) else list(content)
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
+        tokens = (
+            self.tokenizer.encode(content, special=special)
+            if isinstance(content, str)
+            else list(content)
+        )
         if len(tokens) > self.room:
             raise ContextWindowError(
                 f"{len(tokens)} tokens do not fit the model's window: {self.room} of "
-                f"{self.context.engine.config.max_position} positions left"
+                f"{self.window} positions left"
             )
         self.context.append(tokens)
 

@@ -43,6 +43,8 @@ from asynclm.cml.tokens import (
     format_interrupt,
     format_trap,
     format_value,
+    interrupt_pieces,
+    marker_pieces,
     neutralize,
 )
 
@@ -75,6 +77,8 @@ __all__ = [
     "format_interrupt",
     "format_trap",
     "format_value",
+    "interrupt_pieces",
+    "marker_pieces",
     "neutralize",
     "normalize_schema",
     "parse_call",

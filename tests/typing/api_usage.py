@@ -24,7 +24,7 @@ from asynclm import (
     messages_from_json,
     tool,
 )
-from asynclm.agent import AgentRun
+from asynclm.agent import RunHandle
 
 
 class Weather(BaseModel):
@@ -61,9 +61,9 @@ async def typed_runs() -> None:
     await typed.run("x", deps="not deps")  # type: ignore[arg-type]
 
     async with typed.run_stream("Weather?", deps=Deps("k")) as run:
-        assert_type(run, AgentRun[Weather])
+        assert_type(run, RunHandle[Weather])
         async for _event in run:
-            pass
+            run.approve("c1")
         assert_type(run.result.output, Weather)
 
     session = typed.session()
