@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import anyio
 import pytest
@@ -199,7 +200,14 @@ def test_the_run_command_takes_a_backend(make_server, cml_tokenizer, tmp_path, c
 
 
 async def test_chat_runs_keep_deps_history_and_limits(make_server, cml_tokenizer) -> None:
-    from asynclm.agent import AssistantMessage, TextPart, UserMessage
+    from asynclm.agent import (
+        AssistantMessage,
+        CallFinished,
+        RunHooks,
+        RunInfo,
+        TextPart,
+        UserMessage,
+    )
     from asynclm.tooling import RunContext
 
     @tool
@@ -207,9 +215,23 @@ async def test_chat_runs_keep_deps_history_and_limits(make_server, cml_tokenizer
         """Doubles a number, plus the run's offset."""
         return 2 * x + ctx.deps
 
+    class Seen(RunHooks):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def on_run_start(self, run: RunInfo) -> None:
+            self.names.append("start")
+
+        def on_call_end(self, run: RunInfo, event: CallFinished) -> None:
+            self.names.append(event.name)
+
+        def on_run_end(self, run: RunInfo, result: Any) -> None:
+            self.names.append(result.finish_reason)
+
+    seen = Seen()
     server = make_server(lambda p: "", chat_policy=chat_model, owned_by="vllm")
     remote = RemoteBackend(server.spec.replace("openai:", "openai-chat:"), tokenizer=cml_tokenizer)
-    agent = Agent([double], mode="sync-parallel", backend=remote, deps_type=int)
+    agent = Agent([double], mode="sync-parallel", backend=remote, deps_type=int, hooks=[seen])
     history = [UserMessage("Hi"), AssistantMessage((TextPart("Hello!"),))]
     result = await agent.run("Double 21 and 2", deps=100, message_history=history)
     assert result.output == "Results: 142, 104"
@@ -218,6 +240,7 @@ async def test_chat_runs_keep_deps_history_and_limits(make_server, cml_tokenizer
         {"role": "assistant", "content": "Hello!"},
     ]
     assert result.messages[:2] == tuple(history) and result.messages[-1].answer == result.output
+    assert seen.names == ["start", "double", "double", "eos"]
     limited = await agent.run("Double 21 and 2", deps=0, limits=UsageLimits(max_calls=1))
     assert limited.finish_reason == "max_calls" and limited.calls == ()
 
