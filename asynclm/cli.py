@@ -20,6 +20,7 @@ BENCHMARKS = {
     "engine": ("asynclm.bench.engine", "inference core vs transformers"),
     "cache": ("asynclm.bench.cache", "Prompt Cache vs full prefill"),
     "agent": ("asynclm.bench.agent", "sync vs sync-parallel vs async agent latency"),
+    "session": ("asynclm.bench.session", "a conversation's TTFT: session (kept K/V) vs replay"),
     "backends": ("asynclm.bench.backends", "interrupts on a serving engine vs our engine"),
 }
 
