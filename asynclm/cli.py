@@ -18,6 +18,7 @@ BENCHMARKS = {
     "engine": ("asynclm.bench.engine", "inference core vs transformers"),
     "cache": ("asynclm.bench.cache", "Prompt Cache vs full prefill"),
     "agent": ("asynclm.bench.agent", "sync vs sync-parallel vs async agent latency"),
+    "bfcl": ("asynclm.bench.bfcl", "BFCL accuracy and latency: sync vs sync-parallel vs async"),
 }
 
 

@@ -1,0 +1,219 @@
+"""Running BFCL tasks through the agent: one task, one mode, one record.
+
+Each entry's function documents become `simulated` tools (the agent's tool docs, which Prompt
+Cache keeps as modules) with the latency model's delays; the agent runs the entry's question
+in the requested mode on the shared engine; the run's CML calls are decoded and checked by the
+AST checker; the record keeps the latency, the verdict, token counts and the ideal bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from asynclm.bfcl_eval.checker import category_kind, check_answer
+from asynclm.bfcl_eval.decode import decode_calls
+from asynclm.bfcl_eval.oracle import Oracle, call_block
+from asynclm.bfcl_eval.rules import Verdict, fail
+from asynclm.bfcl_eval.tasks import (
+    INSTRUCTIONS,
+    LatencyModel,
+    Task,
+    cheat_sheet,
+    latencies,
+)
+from asynclm.bench.schedule import Step, ideal_makespan
+
+__all__ = ["ORACLE", "Runner", "Settings", "shipped_adapter"]
+
+ORACLE = "oracle"
+ORACLE_MAX_TOKENS = 8192  # the oracle stops by itself; never cut it short
+
+
+def shipped_adapter() -> str | None:
+    """The fine-tuned CML adapter `--adapter auto` uses with the default model.
+
+    The hook for the fine-tuning work: return the shipped adapter's folder here once one
+    exists. Until then the default model runs untuned (and constrained, see `Settings`).
+    """
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What a benchmark run holds fixed; runs of different settings are never mixed.
+
+    Attributes:
+        model: "oracle" or a model preset/path (default "smollm2-135m").
+        adapter: A LoRA adapter folder for the model, or None.
+        latency: The simulated tools' latency model.
+        cheat_sheet: Put the ground-truth calls in the prompt.
+        constrained: Hold the model to the protocol with a grammar (untuned models).
+        max_tokens: The most tokens the model may write in a run (the oracle is not capped).
+        token_rate: The oracle's tokens/s.
+        prefill_rate: The oracle's prefill tokens/s.
+        seed: Seed of the uniform latency model.
+    """
+
+    model: str = "smollm2-135m"
+    adapter: str | None = None
+    latency: LatencyModel = LatencyModel()
+    cheat_sheet: bool = False
+    constrained: bool = False
+    max_tokens: int = 256
+    token_rate: float = 50.0
+    prefill_rate: float = 1000.0
+    seed: int = 0
+
+    @property
+    def is_oracle(self) -> bool:
+        return self.model == ORACLE
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready, for the summary and the resumable record file's header."""
+        data = asdict(self)
+        data["latency"] = self.latency.describe()
+        if not self.is_oracle:  # the oracle's rates do not apply to a real model
+            data.pop("token_rate")
+            data.pop("prefill_rate")
+        return data
+
+
+def short_result(name: str) -> Any:
+    """A simulated function's result: short and stable (`ok #0427`), so that a run measures the
+    calling, not the reading of long results (every mode injects them alike)."""
+    from asynclm.tools.simulated import fnv1a_32
+
+    def result(**arguments: Any) -> str:
+        key = name + repr(sorted(arguments.items(), key=lambda item: item[0]))
+        return f"ok #{fnv1a_32(key) % 10000:04d}"
+
+    return result
+
+
+class Runner:
+    """Runs tasks on one engine: the oracle (scripted, real engine) or a real model."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.oracle: Oracle | None = None
+        self.engine = self._engine()
+
+    def _engine(self) -> Any:
+        if self.settings.is_oracle:
+            from asynclm.backends.scripted import Timing, scripted_engine
+            from asynclm.cml.tokens import MARKERS
+
+            self.oracle = Oracle()
+            timing = Timing(1 / self.settings.token_rate, 1 / self.settings.prefill_rate)
+            engine = scripted_engine(self.oracle, timing=timing)
+            engine.add_special_tokens(MARKERS)  # as a CML-tuned model has them
+            return engine
+        from asynclm.engine.engine import Engine
+
+        return Engine.load(self.settings.model, self.settings.adapter)
+
+    async def run(self, task: Task, mode: str) -> tuple[dict[str, Any], Any]:
+        """Runs one task in one mode; returns its record and the `RunResult`."""
+        from asynclm.agent.agent import Agent
+
+        latency = latencies(task, self.settings.latency, seed=self.settings.seed)
+        if self.oracle is not None:
+            self.oracle.use(task, latency)
+        agent = Agent(
+            self._tools(task, latency),
+            mode=mode,  # type: ignore[arg-type]
+            model=self.engine,
+            system="\n\n".join(filter(None, [INSTRUCTIONS, task.system])),
+            max_tokens=ORACLE_MAX_TOKENS if self.oracle else self.settings.max_tokens,
+            constrained=self.settings.constrained and bool(task.entry.functions),
+        )
+        await agent.warm()  # the system prompt and tool docs are cached before the clock starts
+        prompt = task.prompt
+        if self.settings.cheat_sheet:
+            prompt += "\n\n" + cheat_sheet(task)
+        result = await agent.run(prompt)
+        return self._record(task, mode, result, latency), result
+
+    def _tools(self, task: Task, latency: Mapping[str, float]) -> list[Any]:
+        from asynclm.tools.simulated import simulated
+
+        unique = {f["name"]: f for f in reversed(task.entry.functions)}  # first one wins
+        return [
+            simulated(unique[name], latency=latency[name], result=short_result(name))
+            for name in reversed(unique)
+        ]
+
+    def _record(
+        self, task: Task, mode: str, result: Any, latency: Mapping[str, float]
+    ) -> dict[str, Any]:
+        verdict = self.verdict(task, [c.body for c in result.calls])
+        usage = result.usage
+        return {
+            "category": task.entry.category,
+            "id": task.id,
+            "mode": mode,
+            "latency_s": result.elapsed,
+            "valid": verdict.valid,
+            "error_type": verdict.error_type,
+            "error": verdict.error,
+            "calls": [
+                {"id": c.id, "body": c.body, "ok": c.ok, "error": c.error} for c in result.calls
+            ],
+            "expected_calls": len(task.calls),
+            "generated_tokens": usage.generated_tokens,
+            "injected_tokens": usage.injected_tokens,
+            "interrupts": usage.interrupts,
+            "prompt_tokens": usage.prompt_tokens,
+            "cached_prompt_tokens": usage.cached_prompt_tokens,
+            "finish_reason": result.finish_reason,
+            "output": result.output[:400],
+            **self.ideal(task, result, latency),
+        }
+
+    @staticmethod
+    def verdict(task: Task, bodies: list[str]) -> Verdict:
+        """The AST verdict on the calls a run made (given as their bodies)."""
+        decoded = decode_calls(bodies, task.entry.functions)
+        entry = task.entry
+        if decoded.malformed and category_kind(entry.category) != "irrelevance":
+            return fail("ast_decoder:decoder_failed", f"{decoded.malformed} malformed call(s)")
+        return check_answer(entry.category, entry.functions, decoded.calls, entry.ground_truth)
+
+    def ideal(self, task: Task, result: Any, latency: Mapping[str, float]) -> dict[str, float]:
+        """The ideal bound of the task's ground-truth call graph at this run's speeds.
+
+        ideal = prompt prefill + the optimal single-writer schedule of the expected calls (their
+        blocks written at the model's seconds per token) + the answer. The oracle's speeds are
+        its settings; a real model's are measured in the run (decode seconds per token over its
+        generation steps; its prompt prefill is the wait before its first step).
+        """
+        tokenizer = self.engine.tokenizer
+        if self.oracle is not None:
+            t_token = 1 / self.settings.token_rate
+            prefill = result.usage.prompt_tokens / self.settings.prefill_rate + t_token
+            answer_tokens = len(tokenizer.encode(self.oracle.answer()))
+        else:
+            t_token, prefill = _measured_speeds(result.timeline)
+            answer_tokens = len(tokenizer.encode(result.output)) if result.output else 0
+        chains = [
+            [Step(len(tokenizer.encode(call_block(c))) * t_token, latency[c.name]) for c in chain]
+            for chain in task.chains
+        ]
+        return {
+            "ideal_s": prefill + ideal_makespan(chains) + answer_tokens * t_token,
+            "t_token_s": t_token,
+            "prefill_s": prefill,
+        }
+
+
+def _measured_speeds(timeline: Any) -> tuple[float, float]:
+    """(seconds per generated token, seconds before the first generation step) of a run."""
+    spans = [e for e in timeline.events if e.is_span and e.name == "generate"]
+    tokens = sum(int(e.args.get("tokens", 0)) for e in spans)
+    if not spans or tokens == 0:
+        return 0.0, 0.0
+    per_token = sum(e.duration for e in spans) / tokens
+    first = min(e.start for e in spans)
+    return per_token, first + per_token
