@@ -81,15 +81,16 @@ def task_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _speedups(ratios: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def values(key: str) -> list[float]:
+        return [r[key] for r in ratios if key in r]
+
     return {
-        "speedup_async_vs_sync": _median(r["speedup_async"] for r in ratios if "speedup_async" in r),
-        "speedup_sync_parallel_vs_sync": _median(
-            r["speedup_sync-parallel"] for r in ratios if "speedup_sync-parallel" in r
-        ),
-        "best_possible_speedup": _median(r["best_possible"] for r in ratios),
-        "async_over_ideal": _median(r["over_ideal_async"] for r in ratios if "over_ideal_async" in r),
-        "speedups_async_vs_sync": [r["speedup_async"] for r in ratios if "speedup_async" in r],
-        "best_possible_speedups": [r["best_possible"] for r in ratios],
+        "speedup_async_vs_sync": _median(values("speedup_async")),
+        "speedup_sync_parallel_vs_sync": _median(values("speedup_sync-parallel")),
+        "best_possible_speedup": _median(values("best_possible")),
+        "async_over_ideal": _median(values("over_ideal_async")),
+        "speedups_async_vs_sync": values("speedup_async"),
+        "best_possible_speedups": values("best_possible"),
     }
 
 

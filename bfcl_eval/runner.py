@@ -9,9 +9,10 @@ AST checker; the record keeps the latency, the verdict, token counts and the ide
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from asynclm.bench.schedule import Step, ideal_makespan
 from asynclm.bfcl_eval.checker import category_kind, check_answer
 from asynclm.bfcl_eval.decode import decode_calls
 from asynclm.bfcl_eval.oracle import Oracle, call_block
@@ -23,7 +24,6 @@ from asynclm.bfcl_eval.tasks import (
     cheat_sheet,
     latencies,
 )
-from asynclm.bench.schedule import Step, ideal_makespan
 
 __all__ = ["ORACLE", "Runner", "Settings", "shipped_adapter"]
 
@@ -58,7 +58,7 @@ class Settings:
 
     model: str = "smollm2-135m"
     adapter: str | None = None
-    latency: LatencyModel = LatencyModel()
+    latency: LatencyModel = field(default_factory=LatencyModel)
     cheat_sheet: bool = False
     constrained: bool = False
     max_tokens: int = 256
