@@ -390,7 +390,7 @@ def perturbations(
         raise ValueError("perturbations need entries with a ground truth")
     rng = random.Random(seed)
     kinds = sorted(CALL_OPS)
-    cases = []
+    cases: list[Case] = []
     while len(cases) < count:
         entry = usable[len(cases) % len(usable)]
         ctx = Context(entry.ground_truth, entry.functions)

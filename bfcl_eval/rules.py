@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["PYTHON_TYPES", "Verdict", "check_value", "standardize"]
 
@@ -148,7 +148,7 @@ def check_type(
     known = answer_type(accepted)
     is_variable = known is not None and known is not expected
     if type(value) is expected:
-        if nested is None or _elements_typed(name, value, accepted, nested):
+        if nested is None or _elements_typed(name, cast(list, value), accepted, nested):
             return TypeCheck(PASS, is_variable)
         kind = "type_error:nested" if known is type(value) else "type_error:simple"
         return TypeCheck(fail(kind, f"{name}: elements of {value!r} are not {nested.__name__}"))

@@ -29,6 +29,7 @@ __all__ = ["ORACLE", "Runner", "Settings", "shipped_adapter"]
 
 ORACLE = "oracle"
 ORACLE_MAX_TOKENS = 8192  # the oracle stops by itself; never cut it short
+CONSTRAINED_MAX_CALLS = 16  # the grammar's cap on calls per turn (BFCL tasks need at most 13)
 
 
 def shipped_adapter() -> str | None:
@@ -128,6 +129,7 @@ class Runner:
             system="\n\n".join(filter(None, [INSTRUCTIONS, task.system])),
             max_tokens=ORACLE_MAX_TOKENS if self.oracle else self.settings.max_tokens,
             constrained=self.settings.constrained and bool(task.entry.functions),
+            max_calls=CONSTRAINED_MAX_CALLS,
         )
         await agent.warm()  # the system prompt and tool docs are cached before the clock starts
         prompt = task.prompt

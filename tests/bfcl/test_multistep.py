@@ -104,3 +104,11 @@ def test_real_ground_truth_chains_pass_the_checker_interleaved() -> None:
             assert verdict.valid, (entry.id, verdict)
         swapped = [*chains[0][::-1], *chains[1], *chains[2]]
         assert not check_answer(entry.category, entry.functions, swapped, entry.ground_truth)
+
+
+@pytest.mark.usefixtures("real_data")
+def test_docs_list_the_tasks_as_built() -> None:
+    from asynclm.bfcl_eval.multistep import markdown
+
+    docs = (Path(__file__).parents[2] / "docs" / "BFCL.md").read_text()
+    assert markdown(plan_multistep(load_category("multi_turn_base"))) in docs
