@@ -105,12 +105,20 @@ class RecordFile:
             path.write_text(json.dumps({"settings": settings}) + "\n")
 
     def _load(self, settings: dict[str, Any]) -> None:
-        lines = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines, broken = [], False
+        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short when a run was killed
+                print(f"{self.path}:{number}: unreadable record dropped", file=sys.stderr)
+                broken = True
         if not lines or lines[0].get("settings") != settings:
             raise ValueError(
                 f"{self.path} holds runs of other settings ({lines[0] if lines else 'empty'}); "
                 "pass --fresh to start over, or another --json"
             )
+        if broken:  # rewrite, so that new records start on a line of their own
+            self.path.write_text("".join(json.dumps(x, default=repr) + "\n" for x in lines))
         for record in lines[1:]:
             self.records[(record["id"], record["mode"])] = record
 

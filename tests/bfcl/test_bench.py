@@ -82,3 +82,13 @@ def test_other_settings_do_not_mix_with_earlier_records(
 def test_bad_options_are_reported(fixture_data, tmp_path, capsys, extra, message) -> None:
     assert run_bench(tmp_path, *extra) == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_record_cut_short_is_dropped_and_run_again(fixture_data: Path, tmp_path: Path) -> None:
+    assert run_bench(tmp_path, "--modes", "sync") == 0
+    path = tmp_path / "bfcl.tasks.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:20])  # killed while writing
+    assert run_bench(tmp_path, "--modes", "sync") == 0
+    again = path.read_text().splitlines()
+    assert len(again) == len(lines) and all(line.endswith("}") for line in again)
