@@ -171,6 +171,7 @@ class Runner:
             "cached_prompt_tokens": usage.cached_prompt_tokens,
             "finish_reason": result.finish_reason,
             "output": result.output[:400],
+            "decode_s_per_token": _measured_speeds(result.timeline)[0],
             **self.ideal(task, result, latency),
         }
 

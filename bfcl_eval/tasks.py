@@ -9,8 +9,8 @@ nothing where the first accepted value is "" (optional).
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -192,6 +192,8 @@ def parse_latency(text: str) -> LatencyModel:
         values = [float(v) for v in rest.split(",")] if rest else []
     except ValueError:
         values = [-1.0]
+    if not all(math.isfinite(v) for v in values):
+        values = [-1.0]
     if kind == "fnv" and not rest:
         return LatencyModel()
     if kind == "fixed" and len(values) == 1 and values[0] >= 0:
@@ -206,12 +208,3 @@ def parse_latency(text: str) -> LatencyModel:
 def latencies(task: Task, model: LatencyModel, *, seed: int = 0) -> dict[str, float]:
     """Each function of the task's documents → its simulated latency."""
     return {f["name"]: model.seconds(f["name"], task.id, seed=seed) for f in task.entry.functions}
-
-
-def chain_latencies(task: Task, latency: dict[str, float]) -> list[list[float]]:
-    """The expected calls' latencies, chain by chain (for the ideal schedule)."""
-    return [[latency.get(c.name, 0.0) for c in chain] for chain in task.chains]
-
-
-def tasks_of(entries: Sequence[Entry]) -> list[Task]:
-    return [make_task(e) for e in entries]

@@ -78,7 +78,7 @@ def test_latency_models() -> None:
     assert all(0.03 <= d <= 0.5 for d in draws) and len(draws) == 50
     assert uniform.seconds("f1", "task") == uniform.seconds("f1", "task")  # reproducible
     assert uniform.seconds("f1", "task", seed=1) != uniform.seconds("f1", "task")
-    for bad in ("fixed", "fixed:-1", "uniform:0.5,0.1", "gauss:1", "fnv:3", "fixed:x"):
+    for bad in ("fixed", "fixed:-1", "uniform:0.5,0.1", "gauss:1", "fnv:3", "fixed:x", "fixed:inf"):
         with pytest.raises(ValueError, match="bad latency"):
             parse_latency(bad)
     assert LatencyModel().describe().startswith("FNV-1a")
