@@ -16,7 +16,7 @@ from typing import Any
 
 from asynclm.bfcl_eval.checker import category_kind
 from asynclm.bfcl_eval.data import Entry
-from asynclm.bfcl_eval.rules import OPTIONAL
+from asynclm.bfcl_eval.rules import OPTIONAL, concrete
 
 __all__ = [
     "INSTRUCTIONS",
@@ -43,6 +43,14 @@ class ExpectedCall:
     call_id: str
     name: str
     arguments: dict[str, Any]
+
+    @property
+    def body(self) -> str:
+        """The call as Python syntax, `name(key=value, ...)` (what a call block holds)."""
+        from asynclm.cml.tokens import format_value
+
+        rendered = ", ".join(f"{k}={format_value(v)}" for k, v in self.arguments.items())
+        return f"{self.name}({rendered})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +90,12 @@ def make_task(entry: Entry) -> Task:
     system = "\n".join(m["content"] for m in messages if m.get("role") == "system")
     answers = _answer_chains(kind, entry.ground_truth)
     longest = max(map(len, answers), default=0)
+    docs = {f["name"]: f for f in reversed(entry.functions)}  # the first of a name wins
     chains = tuple(
-        tuple(answer_call(a, _call_id(i, k, longest)) for k, a in enumerate(chain))
+        tuple(
+            answer_call(a, _call_id(i, k, longest), docs.get(next(iter(a))))
+            for k, a in enumerate(chain)
+        )
         for i, chain in enumerate(answers)
     )
     return Task(entry, prompt, system, chains)
@@ -115,34 +127,39 @@ def _letters(index: int) -> str:
     return text
 
 
-def answer_call(answer: dict, call_id: str = "c1") -> ExpectedCall:
+def answer_call(answer: dict, call_id: str = "c1", doc: dict | None = None) -> ExpectedCall:
     """A possible answer written as one call: each parameter's first accepted value.
 
-    A parameter whose first accepted value is "" is left out; one with no accepted value at all
-    (a few live entries) too.
+    With the function's document: a required parameter takes its first accepted value that is
+    not "", and an undocumented one is left out where "" is accepted. Otherwise a parameter
+    whose first accepted value is "" is left out, as is one with no accepted value at all (a few
+    live entries). Possible dicts are made concrete (`rules.concrete`).
     """
     name, accepted = next(iter(answer.items()))
-    arguments = {
-        param: options[0]
-        for param, options in accepted.items()
-        if options and not (type(options[0]) is str and options[0] == OPTIONAL)
-    }
+    parameters = (doc or {}).get("parameters", {})
+    required = set(parameters.get("required", []))
+    documented = parameters.get("properties")
+    arguments = {}
+    for param, options in accepted.items():
+        given = [o for o in options if not _is_optional(o)]
+        if not given or (documented is not None and param not in documented and given != options):
+            continue
+        if param in required or not _is_optional(options[0]):
+            arguments[param] = concrete(given[0])
     return ExpectedCall(call_id, name, arguments)
+
+
+def _is_optional(value: Any) -> bool:
+    return type(value) is str and value == OPTIONAL
 
 
 def cheat_sheet(task: Task) -> str:
     """The ground-truth calls as a note appended to the prompt (`--cheat-sheet`)."""
-    from asynclm.cml.tokens import format_value
-
     if not task.chains:
         return "Cheat sheet: no function fits this request; make no call."
     lines = ["Cheat sheet: make exactly these calls."]
     for chain in task.chains:
-        calls = [
-            f"{c.name}({', '.join(f'{k}={format_value(v)}' for k, v in c.arguments.items())})"
-            for c in chain
-        ]
-        lines.append(" then ".join(calls))
+        lines.append(" then ".join(c.body for c in chain))
     if any(len(chain) > 1 for chain in task.chains):
         lines.append("Calls on one line run in that order, each after the one before returns.")
     return "\n".join(lines)
