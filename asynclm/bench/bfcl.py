@@ -50,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", default="runs/bench_bfcl.png", help="latency/speedup figure")
     p.add_argument("--fresh", action="store_true", help="discard the records of an earlier run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--bounds",
+        default=None,
+        metavar="RATES",
+        help="print the tasks' best possible speedups at these token rates (e.g. 25,50,200) "
+        "for the oracle's calls, and exit without running",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Any:
@@ -169,6 +176,9 @@ def main(args: argparse.Namespace) -> int:
     categories = [c.strip() for c in args.categories.split(",") if c.strip()]
     settings = settings_from(args)
     tasks = load_tasks(categories, args.limit or None)
+    if args.bounds:
+        print(_bounds(args, settings, categories, tasks))
+        return 0
     records, example, trace_path = anyio.run(run_all, args, settings, tasks, modes)
     summary = summarize(records, modes)
     table = markdown(summary, modes)
@@ -190,6 +200,35 @@ def main(args: argparse.Namespace) -> int:
     Path(args.json).with_suffix(".md").write_text(table + "\n")
     _draw(args, records, summary, modes, example, trace_path, _headline(settings, len(tasks)))
     return 0
+
+
+def _bounds(args: argparse.Namespace, settings: Any, categories: list[str], tasks: list) -> str:
+    from asynclm.bfcl_eval.bounds import bounds_table
+    from asynclm.cml.tokens import MARKERS
+    from asynclm.engine.loader import default_tokenizer
+
+    try:
+        rates = [float(r) for r in args.bounds.split(",")]
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0:
+        raise ValueError(
+            f"--bounds takes positive token rates such as 25,50,200, not {args.bounds!r}"
+        )
+    tokenizer = default_tokenizer()
+    tokenizer.add_special_tokens(list(MARKERS))  # as the oracle writes them
+    by_category = {c: [t for t in tasks if t.entry.category == c] for c in categories}
+    table = bounds_table(
+        by_category,
+        lambda text: len(tokenizer.encode(text)),
+        rates,
+        prefill_rate=args.prefill_rate,
+        latency=settings.latency,
+    )
+    return (
+        "best possible speedup over sync (sync / ideal; median, max) of the ground-truth calls, "
+        f"prefill {args.prefill_rate:g} tok/s, tools {settings.latency.describe()}\n{table}"
+    )
 
 
 def _headline(settings: Any, num_tasks: int) -> str:

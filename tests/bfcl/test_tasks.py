@@ -203,3 +203,17 @@ def test_expected_calls_pass_the_checker_for_every_entry() -> None:
         "live_multiple_862-181-3",
         "live_multiple_964-207-0",
     ]
+
+
+def test_best_possible_speedup_of_a_call_graph() -> None:
+    from asynclm.bfcl_eval.bounds import best_possible, bounds_table
+
+    task = make_task(PARALLEL)
+    words = lambda text: len(text.split())  # noqa: E731 - a stand-in tokenizer
+    fixed = parse_latency("fixed:1.0")
+    bound = best_possible(task, words, token_rate=1e9, prefill_rate=1e9, latency=fixed)
+    assert bound == pytest.approx(2.0)  # two 1 s calls: in turn vs at once, writing is free
+    slow = best_possible(task, words, token_rate=1.0, prefill_rate=1e9, latency=fixed)
+    assert 1.0 < slow < bound  # writing cannot overlap itself
+    table = bounds_table({"parallel": [task]}, words, [1e9], prefill_rate=1e9, latency=fixed)
+    assert "| parallel | 1 | 2.00x (max 2.00x) |" in table
