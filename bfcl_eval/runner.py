@@ -141,10 +141,12 @@ class Runner:
     def _tools(self, task: Task, latency: Mapping[str, float]) -> list[Any]:
         from asynclm.tools.simulated import simulated
 
-        unique = {f["name"]: f for f in reversed(task.entry.functions)}  # first one wins
+        unique: dict[str, dict] = {}
+        for doc in task.entry.functions:  # a name documented twice: the first one counts
+            unique.setdefault(doc["name"], doc)
         return [
-            simulated(unique[name], latency=latency[name], result=short_result(name))
-            for name in reversed(unique)
+            simulated(doc, latency=latency[name], result=short_result(name))
+            for name, doc in unique.items()
         ]
 
     def _record(
