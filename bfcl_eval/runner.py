@@ -192,25 +192,41 @@ class Runner:
         ideal = prompt prefill + the optimal single-writer schedule of the expected calls (their
         blocks written at the model's seconds per token) + the answer. The oracle's speeds are
         its settings; a real model's are measured in the run (decode seconds per token over its
-        generation steps; its prompt prefill is the wait before its first step).
+        generation steps; its prompt prefill is the wait before its first step). For the oracle,
+        `ideal_at_measured_s` is the same bound at the speeds measured in the run (the runtime's
+        own work per step included), which separates scheduling from per-step overhead.
         """
-        tokenizer = self.engine.tokenizer
+        tokens = self.engine.tokenizer.encode
+        blocks = [[len(tokens(call_block(c))) for c in chain] for chain in task.chains]
+        measured = _measured_speeds(result.timeline)
         if self.oracle is not None:
             t_token = 1 / self.settings.token_rate
-            prefill = result.usage.prompt_tokens / self.settings.prefill_rate + t_token
-            answer_tokens = len(tokenizer.encode(self.oracle.answer()))
+            speeds = (t_token, result.usage.prompt_tokens / self.settings.prefill_rate + t_token)
+            answer = len(tokens(self.oracle.answer()))
         else:
-            t_token, prefill = _measured_speeds(result.timeline)
-            answer_tokens = len(tokenizer.encode(result.output)) if result.output else 0
-        chains = [
-            [Step(len(tokenizer.encode(call_block(c))) * t_token, latency[c.name]) for c in chain]
-            for chain in task.chains
-        ]
+            speeds = measured
+            answer = len(tokens(result.output)) if result.output else 0
         return {
-            "ideal_s": prefill + ideal_makespan(chains) + answer_tokens * t_token,
-            "t_token_s": t_token,
-            "prefill_s": prefill,
+            "ideal_s": _ideal(task, blocks, latency, *speeds, answer),
+            "ideal_at_measured_s": _ideal(task, blocks, latency, *measured, answer),
+            "t_token_s": speeds[0],
+            "prefill_s": speeds[1],
         }
+
+
+def _ideal(
+    task: Task,
+    blocks: list[list[int]],
+    latency: Mapping[str, float],
+    t_token: float,
+    prefill: float,
+    answer_tokens: int,
+) -> float:
+    chains = [
+        [Step(n * t_token, latency[c.name]) for c, n in zip(chain, sizes, strict=True)]
+        for chain, sizes in zip(task.chains, blocks, strict=True)
+    ]
+    return prefill + ideal_makespan(chains) + answer_tokens * t_token
 
 
 def _measured_speeds(timeline: Any) -> tuple[float, float]:
