@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Agent": "asynclm.agent.agent",
-    "Tool": "asynclm.agent.tool",
-    "tool": "asynclm.agent.tool",
+    "Tool": "asynclm.tooling",
+    "tool": "asynclm.tooling",
     "RunResult": "asynclm.agent.result",
     "Engine": "asynclm.engine.engine",
     "Context": "asynclm.engine.context",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 
-from asynclm.bench.schedule import Step, ideal_makespan
 from asynclm.bfcl_eval.oracle import ANSWER, NO_CALL_ANSWER, call_block
 from asynclm.bfcl_eval.tasks import LatencyModel, Task, cheat_sheet, latencies
+from asynclm.trace.schedule import Step, ideal_makespan
 
 __all__ = ["best_possible", "bounds_table"]
 

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from asynclm.bench.schedule import Step, ideal_makespan
 from asynclm.bfcl_eval.checker import category_kind, check_answer
 from asynclm.bfcl_eval.decode import decode_calls
 from asynclm.bfcl_eval.oracle import Oracle, call_block
@@ -24,6 +23,7 @@ from asynclm.bfcl_eval.tasks import (
     cheat_sheet,
     latencies,
 )
+from asynclm.trace.schedule import Step, ideal_makespan
 
 __all__ = ["ORACLE", "Runner", "Settings", "shipped_adapter"]
 

@@ -7,7 +7,7 @@
 - `simulated(doc)`: any function description, with a deterministic latency and result (the
   AsyncLM paper's evaluation set-up).
 
-Each is a `asynclm.agent.tool.Tool` or a factory returning them.
+Each is an `asynclm.tooling.Tool` or a factory returning them.
 """
 
 from asynclm.tools.calculator import calculator

@@ -14,7 +14,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from asynclm.agent.tool import tool
+from asynclm.tooling import tool
 
 __all__ = ["CalculatorError", "calculator", "evaluate"]
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import anyio
 from pydantic import Field
 
-from asynclm.agent.tool import ToolError, tool
+from asynclm.tooling import ToolError, tool
 
 __all__ = ["MAX_SLEEP_SECONDS", "now", "sleep"]
 

@@ -10,7 +10,7 @@ import itertools
 import os
 from pathlib import Path
 
-from asynclm.agent.tool import Tool, ToolError, tool
+from asynclm.tooling import Tool, ToolError, tool
 
 __all__ = ["MAX_LIST_ENTRIES", "PathNotAllowedError", "make_file_tools", "resolve_inside"]
 

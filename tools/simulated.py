@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from asynclm.agent.tool import Tool
+from asynclm.tooling import Tool
 
 __all__ = ["default_result", "fnv1a_32", "simulated", "simulated_latency"]
 
@@ -68,7 +68,8 @@ def simulated(
         latency_scale: Multiplies the latency (tests use a small one).
 
     Returns:
-        The tool (async).
+        The tool (async); its `latency`, stated in its documentation, is the time each call
+        sleeps.
 
     Raises:
         ValueError: A negative latency or scale.
@@ -81,7 +82,7 @@ def simulated(
     described = Tool.from_schema(doc)
     delay = (simulated_latency(described.name) if latency is None else latency) * latency_scale
     function = _simulated_function(described.name, delay, result)
-    return dataclasses.replace(described, function=function, is_async=True)
+    return dataclasses.replace(described, function=function, is_async=True, latency=delay)
 
 
 def _simulated_function(name: str, delay: float, result: Any) -> Callable[..., Any]:

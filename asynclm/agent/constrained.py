@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from asynclm.agent.tool import Tool
 from asynclm.cml.grammar import call_grammar
 from asynclm.cml.tokens import CALL, END, HEAD, TRAP
+from asynclm.tooling import Tool
 
 DEFAULT_MAX_CALLS = 8
 

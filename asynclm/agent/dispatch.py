@@ -1,29 +1,29 @@
-"""Turning a parsed call block into a validated call, running it, and wording its result."""
+"""A parsed call block made into a call, the call run, and its result worded for the model."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
 
 from asynclm.agent.result import CallRecord
-from asynclm.agent.tool import Tool, ToolError
 from asynclm.cml.call import CallArgumentError, CallSyntaxError, bind_arguments, parse_call
+from asynclm.tooling import Tool, ToolError
 
 MAX_ERROR_CHARS = 300
 
 
 class CallRejected(ValueError):
-    """A call block that cannot run: unknown tool, bad syntax, invalid arguments, duplicate id."""
+    """A call block that cannot run: bad syntax, unknown tool, unknown or surplus arguments."""
 
 
-def resolve_call(
-    tools: Mapping[str, Tool], call_id: str, body: str, seen_ids: set[str]
-) -> tuple[Tool, dict[str, Any]]:
-    """The tool and validated arguments of a call block, or `CallRejected` with a short reason."""
-    if call_id in seen_ids:
-        raise CallRejected(f"duplicate call id {call_id!r}; use a new id")
+def resolve_call(tools: Mapping[str, Tool], body: str) -> tuple[Tool, dict[str, Any]]:
+    """The tool of a call block and its arguments by name (validated when the call runs).
+
+    Raises:
+        CallRejected: With a short reason fit for the model.
+    """
     try:
         parsed = parse_call(body)
     except CallSyntaxError as e:
@@ -39,28 +39,29 @@ def resolve_call(
     return tool, arguments
 
 
-async def execute(
+async def run_call(
     tool: Tool,
     record: CallRecord,
     *,
-    clock: Any,
+    clock: Callable[[], float],
     limiter: anyio.CapacityLimiter,
     timeout: float | None,
 ) -> None:
-    """Run one call and fill its record (result text or error). Never raises but cancellation."""
+    """Run one call and fill its record (result text or error). Never raises but cancellation.
+
+    Args:
+        tool: The tool.
+        record: The call; its times, result and error are filled in.
+        clock: The run's clock (seconds since the run started).
+        limiter: Caps the sync tools running in threads.
+        timeout: The limit for a tool without its own timeout.
+    """
     record.started_at = clock()
     try:
-        if timeout is not None and tool.timeout is None:
-            with anyio.fail_after(timeout):
-                value = await tool.invoke(record.arguments, limiter=limiter)
-        else:
-            value = await tool.invoke(record.arguments, limiter=limiter)
+        value = await tool.invoke(record.arguments, limiter=limiter, timeout=timeout)
         record.result = value
         record.result_text = tool.format_result(value)
-    except TimeoutError:
-        limit = tool.timeout if tool.timeout is not None else timeout
-        record.error = f"{tool.name} timed out after {limit:g} s"
-    except (ToolError, CallArgumentError) as e:
+    except (ToolError, CallArgumentError) as e:  # timeouts are ToolErrors too
         record.error = short(str(e))
     except Exception as e:  # a failing tool is reported to the model, not raised
         record.error = short(f"{type(e).__name__}: {e}")
@@ -69,6 +70,7 @@ async def execute(
 
 
 def short(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from asynclm.agent.trace import Trace
+from asynclm.trace import Trace
 
 Mode = Literal["async", "sync-parallel", "sync"]
 MODES: tuple[Mode, ...] = ("async", "sync-parallel", "sync")

@@ -14,27 +14,34 @@ would see them, and forks or reopened contexts behave consistently.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from asynclm.cml.parser import BlockStart, CMLParser, Interrupt
 from asynclm.engine.config import ModelConfig
+from asynclm.engine.engine import Engine
 from asynclm.engine.kv_cache import KVCache
+from asynclm.engine.loader import default_tokenizer
 from asynclm.engine.model import BatchMeta
 from asynclm.engine.tokenizer import Tokenizer
 
-_INTERRUPT = re.compile(r"\[INTR\]\s*(\S+?)\s*\[HEAD\](.*?)\[END\]", re.DOTALL)
+__all__ = [
+    "Interrupt",
+    "Policy",
+    "ScriptedModel",
+    "Timing",
+    "TurnState",
+    "actions",
+    "replay",
+    "scripted_engine",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class Interrupt:
-    id: str
-    value: str
+_NO_LIMIT = 1 << 40  # interrupt values of any length are read back
 
 
 @dataclass(slots=True)
@@ -43,7 +50,7 @@ class TurnState:
 
     prompt: str  # everything before the assistant turn (system prompt, user message)
     written: str = ""  # text the model wrote itself
-    interrupts: list[Interrupt] = field(default_factory=list)  # injected, in order
+    interrupts: list[Interrupt] = field(default_factory=list)  # injected, in order (cml events)
     chunks: int = 0  # how many chunks the policy returned so far
 
     def result(self, call_id: str) -> str | None:
@@ -113,8 +120,6 @@ class ScriptedModel:
         return torch.float32
 
     def resize_vocab(self, size: int) -> None:
-        from dataclasses import replace
-
         self.config = replace(self.config, vocab_size=size)
 
     def __call__(self, tokens: Tensor, positions: Tensor, batch: BatchMeta, kv: KVCache) -> Tensor:
@@ -149,36 +154,47 @@ class ScriptedModel:
 
     # --- the policy -------------------------------------------------------------------------
     def next_token(self, history: list[int]) -> int:
-        text = self.tokenizer.decode(history)
-        marker = self.tokenizer.chat.generation_prompt
-        cut = text.rfind(marker)
+        # The assistant's turn opens with the template's tokens, found by id as a model sees
+        # them: the same text written as plain text (in a tool result) does not open one.
+        marker = self.tokenizer.encode(self.tokenizer.chat.generation_prompt, special=True)
+        cut = _rfind(history, marker)
         if cut < 0:  # not in an assistant turn: end it
             return self._eos
-        state = TurnState(prompt=text[:cut])
-        pending = self._replay(text[cut + len(marker) :], state)
+        state = TurnState(prompt=self.tokenizer.decode(history[:cut]))
+        pending = self._replay(self.tokenizer.decode(history[cut + len(marker) :]), state)
         if pending is None:
             return self._eos
         if not pending:
             pending = self._ask(state)
-        return self.tokenizer.encode(pending)[0] if pending else self._eos
+        # it writes as a model does: a marker or end-of-turn in its text is that special token
+        return self.tokenizer.encode(pending, special=True)[0] if pending else self._eos
 
     def _replay(self, turn: str, state: TurnState) -> str | None:
-        """Walk the turn so far; return what is left of the current chunk (None: diverged)."""
-        buffer, pos = "", 0
-        for match in [*_INTERRUPT.finditer(turn), None]:
-            end = match.start() if match else len(turn)
-            written = turn[pos:end]
-            while written:
-                if not buffer:
-                    buffer = self._ask(state)
-                n = _common_prefix(buffer, written)
-                if n == 0:
+        """Walk the turn so far; return what is left of the current chunk (None: diverged).
+
+        The CML parser splits the turn into what the model wrote and the interrupts injected.
+        """
+        parser = CMLParser(_NO_LIMIT, interrupts=True)
+        buffer: str | None = ""
+        for event in [*parser.feed(turn), *parser.close()]:
+            if isinstance(event, Interrupt):
+                state.interrupts.append(event)
+            elif not (isinstance(event, BlockStart) and event.kind == "interrupt"):
+                buffer = self._follow(event.raw, buffer or "", state)
+                if buffer is None:
                     return None
-                state.written += written[:n]
-                buffer, written = buffer[n:], written[n:]
-            if match:
-                state.interrupts.append(Interrupt(match.group(1), match.group(2)))
-                pos = match.end()
+        return buffer
+
+    def _follow(self, written: str, buffer: str, state: TurnState) -> str | None:
+        """Match text the model wrote against its chunks; what is left of the current one."""
+        while written:
+            if not buffer:
+                buffer = self._ask(state)
+            n = _common_prefix(buffer, written)
+            if n == 0:
+                return None
+            state.written += written[:n]
+            buffer, written = buffer[n:], written[n:]
         return buffer
 
     def _ask(self, state: TurnState) -> str:
@@ -220,11 +236,16 @@ def scripted_engine(
     timing: Timing | None = None,
     tokenizer: Tokenizer | None = None,
     **engine_kwargs: Any,
-):
+) -> Engine:
     """An `Engine` running a `ScriptedModel` with the default tokenizer."""
-    from asynclm.engine.engine import Engine
-    from asynclm.engine.loader import default_tokenizer
-
     tok = tokenizer or default_tokenizer()
     engine_kwargs.setdefault("num_pages", 4096)
     return Engine(ScriptedModel(tok, policy, timing=timing), tok, name="scripted", **engine_kwargs)
+
+
+def _rfind(ids: list[int], part: list[int]) -> int:
+    """Where the last occurrence of `part` starts in `ids`, or -1."""
+    for start in range(len(ids) - len(part), -1, -1):
+        if ids[start : start + len(part)] == part:
+            return start
+    return -1

@@ -250,9 +250,9 @@ def _draw(args, records, summary, modes, example, trace_path, headline: str) -> 
     if not args.plot or not records:
         return
     try:
-        from asynclm.agent.gantt import draw_gantt
-        from asynclm.agent.trace import Trace
         from asynclm.bfcl_eval.plot import draw_summary
+        from asynclm.trace.gantt import draw_gantt
+        from asynclm.trace.recorder import Trace
     except ImportError as e:  # pragma: no cover - matplotlib is a dev dependency
         print(f"no figures: {e}", file=sys.stderr)
         return

@@ -1,27 +1,15 @@
-"""Shared pieces of the benchmarks: timing, medians, tables, JSON output."""
+"""Shared pieces of the benchmarks: the machine's description, tables, JSON output."""
 
 from __future__ import annotations
 
 import json
 import platform
-import statistics
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-
-
-def median_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
-    """Median wall time of `fn()` over `reps` runs, and the last result."""
-    times, result = [], None
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
 
 
 def machine() -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,10 +201,53 @@ def _expected(names: list[str]) -> str:
     return f" (expected one of: {', '.join(names)})" if names else " (takes no arguments)"
 
 
+class SchemaValidator:
+    """Validates call arguments against one JSON schema (Draft 2020-12), compiled once.
+
+    Args:
+        schema: A tool's parameter schema.
+
+    Raises:
+        ValueError: If the schema itself is not a valid JSON schema.
+    """
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as error:
+            raise ValueError(f"invalid tool schema: {error.message}") from None
+        self.schema = schema
+        self._validator = jsonschema.Draft202012Validator(schema)
+
+    def __call__(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Validates `args`; tuples are converted to lists first (JSON knows only arrays).
+
+        Returns:
+            The arguments as validated (tuples turned into lists).
+
+        Raises:
+            CallArgumentError: Listing every violation at once.
+        """
+        value = _to_json(args)
+        errors = sorted(self._validator.iter_errors(value), key=lambda e: _path(e.path))
+        if errors:
+            problems = [argument_problem(e.path, e.message) for e in errors]
+            raise CallArgumentError(argument_errors(problems))
+        return value
+
+
+def argument_errors(problems: list[str]) -> str:
+    """One message listing argument problems (`path: message`), at most ten of them shown."""
+    shown = problems[:_MAX_SHOWN_ERRORS]
+    if len(problems) > _MAX_SHOWN_ERRORS:
+        shown.append(f"and {len(problems) - _MAX_SHOWN_ERRORS} more")
+    return "invalid arguments: " + "; ".join(shown)
+
+
 def validate_arguments(args: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
     """Validates arguments against a JSON schema (Draft 2020-12).
 
-    Tuples are converted to lists first, since JSON Schema knows only arrays.
+    A one-off check; a tool validates its calls with its own `SchemaValidator`, compiled once.
 
     Args:
         args: The arguments by name.
@@ -216,19 +260,7 @@ def validate_arguments(args: dict[str, Any], schema: dict[str, Any]) -> dict[str
         CallArgumentError: Listing every violation at once.
         ValueError: If the schema itself is not a valid JSON schema.
     """
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as error:
-        raise ValueError(f"invalid tool schema: {error.message}") from None
-    value = _to_json(args)
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(value), key=lambda error: _path(error))
-    if errors:
-        shown = [_format_error(error) for error in errors[:_MAX_SHOWN_ERRORS]]
-        if len(errors) > _MAX_SHOWN_ERRORS:
-            shown.append(f"and {len(errors) - _MAX_SHOWN_ERRORS} more")
-        raise CallArgumentError("invalid arguments: " + "; ".join(shown))
-    return value
+    return SchemaValidator(schema)(args)
 
 
 def _to_json(value: Any) -> Any:
@@ -239,13 +271,14 @@ def _to_json(value: Any) -> Any:
     return value
 
 
-def _path(error: jsonschema.ValidationError) -> str:
-    """Where an error is, e.g. `stops[2].city`; empty for the arguments as a whole."""
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.path)
+def argument_problem(path: Iterable[str | int], message: str) -> str:
+    """One argument problem as `stops[2].city: message` (the message clipped to 160 chars)."""
+    message = message if len(message) <= 160 else message[:157] + "..."
+    where = _path(path)
+    return f"{where}: {message}" if where else message
+
+
+def _path(parts: Iterable[str | int]) -> str:
+    """Where a problem is, e.g. `stops[2].city`; empty for the arguments as a whole."""
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
     return path.lstrip(".")
-
-
-def _format_error(error: jsonschema.ValidationError) -> str:
-    message = error.message if len(error.message) <= 160 else error.message[:157] + "..."
-    path = _path(error)
-    return f"{path}: {message}" if path else message

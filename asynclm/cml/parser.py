@@ -1,6 +1,8 @@
 """Streaming CML parser: turns the text the model samples into events as it arrives.
 
-States: Normal → CallId → CallBody → Normal, and Normal → Trap → Normal. The parser is fed
+States: Normal → CallId → CallBody → Normal, and Normal → Trap → Normal; a parser reading a
+whole transcript (`interrupts=True`) also has Normal → InterruptId → InterruptBody → Normal,
+where the model's own parser refuses `[INTR]` as a forgery. The parser is fed
 pieces of any size (one special token's text, or arbitrary fragments: a marker may arrive as
 "[", "CA", "LL]"). It holds back only a possible marker prefix at the end of what it has seen
 and releases it as text once it cannot be a marker.
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from asynclm.cml.ids import CallIds
 from asynclm.cml.tokens import CALL, END, HEAD, INTR, MARKERS, TRAP, is_identifier
 
 DEFAULT_MAX_BODY_CHARS = 4096
@@ -34,9 +37,10 @@ class Text:
 
 @dataclass(frozen=True, slots=True)
 class BlockStart:
-    """An opening `[CALL]` or `[TRAP]` was recognised; a critical section begins."""
+    """An opening `[CALL]`, `[TRAP]` (or, reading interrupts, `[INTR]`) was recognised; a
+    critical section begins."""
 
-    kind: Literal["call", "trap"]
+    kind: Literal["call", "trap", "interrupt"]
     raw: str
 
 
@@ -65,6 +69,21 @@ class Trap:
 
 
 @dataclass(frozen=True, slots=True)
+class Interrupt:
+    """A complete `[INTR] <id> [HEAD] <value> [END]` block (read with `interrupts=True`).
+
+    Attributes:
+        id: The id of the call it answers (or the runtime's own, such as `user`).
+        value: The text between `[HEAD]` and `[END]`, stripped.
+        raw: The block's text after the opening marker, `[END]` included.
+    """
+
+    id: str
+    value: str
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
 class Malformed:
     """Input that breaks the protocol; the parser is back in Normal state after it.
 
@@ -78,7 +97,7 @@ class Malformed:
     raw: str
 
 
-Event = Text | BlockStart | Call | Trap | Malformed
+Event = Text | BlockStart | Call | Trap | Interrupt | Malformed
 
 
 class State(enum.Enum):
@@ -88,6 +107,17 @@ class State(enum.Enum):
     CALL_ID = "call_id"
     CALL_BODY = "call_body"
     TRAP = "trap"
+    INTERRUPT_ID = "interrupt_id"
+    INTERRUPT_BODY = "interrupt_body"
+
+
+_BLOCK_KINDS = {
+    State.CALL_ID: "call",
+    State.CALL_BODY: "call",
+    State.TRAP: "trap",
+    State.INTERRUPT_ID: "interrupt",
+    State.INTERRUPT_BODY: "interrupt",
+}
 
 
 def _is_marker_prefix(text: str) -> bool:
@@ -125,20 +155,30 @@ class CMLParser:
     Args:
         max_body_chars: Longest block content (everything between the opening marker and
             `[END]`) accepted; a longer block becomes `Malformed` as soon as it exceeds it.
+        call_ids: The turn's call-id registry (a call with an invalid, duplicate or reserved id
+            is `Malformed`; anonymous calls get their ids from it); a fresh one by default.
+        interrupts: Read `[INTR]` blocks as `Interrupt` events: for a transcript that holds
+            the runtime's interrupts too. By default `[INTR]` is a forgery (`Malformed`).
     """
 
-    def __init__(self, max_body_chars: int = DEFAULT_MAX_BODY_CHARS) -> None:
+    def __init__(
+        self,
+        max_body_chars: int = DEFAULT_MAX_BODY_CHARS,
+        *,
+        call_ids: CallIds | None = None,
+        interrupts: bool = False,
+    ) -> None:
         if max_body_chars < 1:
             raise ValueError(f"max_body_chars must be positive, got {max_body_chars}")
         self.max_body_chars = max_body_chars
+        self.call_ids = call_ids if call_ids is not None else CallIds()
+        self.reads_interrupts = interrupts
         self._state = State.NORMAL
         self._pending = ""  # unprocessed input: at most a marker prefix between calls
         self._block = ""  # block content seen so far, opening marker excluded
         self._call_id: str | None = None
         self._body_start = 0  # where the body starts in _block (0: no [HEAD] yet)
         self._error: str | None = None  # a doomed block is reported at its [END]
-        self._seen_ids: set[str] = set()
-        self._num_anonymous = 0
         self._text: list[str] = []
         self._out: list[Event] = []
 
@@ -192,7 +232,7 @@ class CMLParser:
         if self._state is State.NORMAL:
             self._text.append(rest)
         else:
-            kind = "trap" if self._state is State.TRAP else "call"
+            kind = _BLOCK_KINDS[self._state]
             self._fail(f"the stream ended inside a {kind} block", self._block + rest)
         return self._drain()
 
@@ -209,7 +249,7 @@ class CMLParser:
         if len(content) < room:
             self._block += content
             return len(content)
-        self._fail(self._too_long("call"), self._block + content[:room])
+        self._fail(self._too_long(_BLOCK_KINDS[self._state]), self._block + content[:room])
         return room
 
     def _take_trap_content(self, content: str) -> int:
@@ -239,6 +279,8 @@ class CMLParser:
             self._start_block(State.CALL_ID, "call", marker)
         elif marker == TRAP:
             self._start_block(State.TRAP, "trap", marker)
+        elif marker == INTR and self.reads_interrupts:
+            self._start_block(State.INTERRUPT_ID, "interrupt", marker)
         elif marker == INTR:
             self._fail("[INTR] is written by the runtime only; the model may not write it", marker)
         else:
@@ -258,6 +300,16 @@ class CMLParser:
             return 0
         return len(marker)
 
+    def _marker_in_interrupt(self, marker: str) -> int:
+        if marker == END:
+            self._finish_interrupt(self._block + marker)
+        elif marker == HEAD:
+            self._take_interrupt_head()
+        else:
+            self._fail(f"{marker} inside an interrupt block", self._block)
+            return 0
+        return len(marker)
+
     def _marker_in_trap(self, marker: str) -> int:
         if marker == END:
             self._emit(Trap(self._block + marker))
@@ -274,17 +326,31 @@ class CMLParser:
             self._error = self._error or "a call block has only one [HEAD]"
         else:
             self._call_id = self._block.strip()
-            self._error = self._check_id(self._call_id)
+            self._error = self.call_ids.problem(self._call_id)
             self._state = State.CALL_BODY
         self._block += HEAD
         self._body_start = self._body_start or len(self._block)
 
-    def _check_id(self, call_id: str) -> str | None:
-        if not is_identifier(call_id):
-            return f"invalid call id {_clip(call_id)!r}: use a Python identifier"
-        if call_id in self._seen_ids:
-            return f"duplicate call id {call_id!r}"
-        return None
+    def _take_interrupt_head(self) -> None:
+        if self._state is State.INTERRUPT_BODY:
+            self._error = self._error or "an interrupt block has only one [HEAD]"
+        else:
+            self._call_id = self._block.strip()
+            if not is_identifier(self._call_id):
+                self._error = f"invalid interrupt id {self._call_id[:40]!r}"
+            self._state = State.INTERRUPT_BODY
+        self._block += HEAD
+        self._body_start = self._body_start or len(self._block)
+
+    def _finish_interrupt(self, raw: str) -> None:
+        if self._state is State.INTERRUPT_ID:
+            self._fail("an interrupt block needs [HEAD]", raw)
+        elif self._error is not None:
+            self._fail(self._error, raw)
+        else:
+            value = self._block[self._body_start :].strip()
+            self._emit(Interrupt(self._call_id or "", value, raw))
+            self._reset_block()
 
     def _finish_call(self, raw: str) -> None:
         anonymous = self._state is State.CALL_ID
@@ -293,21 +359,19 @@ class CMLParser:
         if error is not None:
             self._fail(error, raw)
             return
-        call_id = self._call_id or self._new_anonymous_id()
-        self._seen_ids.add(call_id)
+        if self._call_id is None:
+            call_id = self.call_ids.new_anonymous()
+        else:
+            call_id = self._call_id
+            self.call_ids.add(call_id)
         self._emit(Call(call_id, body, anonymous, raw))
         self._reset_block()
 
-    def _new_anonymous_id(self) -> str:
-        while True:
-            self._num_anonymous += 1
-            call_id = f"call_{self._num_anonymous}"
-            if call_id not in self._seen_ids:
-                return call_id
-
     # --- bookkeeping -------------------------------------------------------------------
 
-    def _start_block(self, state: State, kind: Literal["call", "trap"], marker: str) -> None:
+    def _start_block(
+        self, state: State, kind: Literal["call", "trap", "interrupt"], marker: str
+    ) -> None:
         self._emit(BlockStart(kind, marker))
         self._state = state
 
@@ -338,13 +402,11 @@ class CMLParser:
         return events
 
 
-def _clip(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
 _HANDLERS: dict[State, Callable[[CMLParser, str], int]] = {
     State.NORMAL: CMLParser._marker_in_normal,
     State.CALL_ID: CMLParser._marker_in_call,
     State.CALL_BODY: CMLParser._marker_in_call,
     State.TRAP: CMLParser._marker_in_trap,
+    State.INTERRUPT_ID: CMLParser._marker_in_interrupt,
+    State.INTERRUPT_BODY: CMLParser._marker_in_interrupt,
 }

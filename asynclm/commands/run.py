@@ -13,6 +13,8 @@ from typing import Any
 
 import anyio
 
+from asynclm.agent.result import MODES
+
 BUILTIN_TOOLS = {
     "calculator": "asynclm.tools.calculator:calculator",
     "now": "asynclm.tools.clock:now",
@@ -29,15 +31,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="MODULE:ATTR",
         help="a Tool, a function or a list of them; built in: " + ", ".join(BUILTIN_TOOLS),
     )
-    p.add_argument("--mode", choices=["async", "sync-parallel", "sync"], default="async")
+    p.add_argument("--mode", choices=MODES, default="async")
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--adapter", default=None)
+    p.add_argument(
+        "--adapter",
+        default="auto",
+        help="auto: the CML adapter shipped for the model (SmolLM2), if any; none; or a folder",
+    )
     p.add_argument("--system", default=None, help="instructions before the tool documentation")
     p.add_argument(
         "--constrained",
         action="store_true",
         help="hold an untuned model to the protocol with a grammar",
     )
+    p.add_argument(
+        "--backend",
+        default=None,
+        metavar="openai:URL",
+        help="run on a server: openai:URL (CML, all modes) or openai-chat:URL (tool calling)",
+    )
+    p.add_argument("--tokenizer", default=None, help="with --backend: the served model's tokenizer")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--trace", default=None, help="write the run's Chrome trace JSON here")
     p.add_argument("--png", default=None, help="write the run's Gantt chart here")
@@ -61,10 +74,16 @@ def load_tools(specs: list[str]) -> list[Any]:
 
 def main(args: argparse.Namespace) -> int:
     from asynclm.agent import Agent
-    from asynclm.agent.timeline import render_timeline
+    from asynclm.trace import render_timeline
 
+    backend = None
+    if args.backend:
+        from asynclm.backends.remote import RemoteBackend
+
+        backend = RemoteBackend(args.backend, tokenizer=args.tokenizer)
     agent = Agent(
         load_tools(args.tool),
+        backend=backend,
         mode=args.mode,
         model=args.model,
         adapter=args.adapter,
@@ -81,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
     if args.trace:
         print(f"trace: {result.timeline.save_chrome(args.trace)}")
     if args.png:
-        from asynclm.agent.gantt import draw_gantt
+        from asynclm.trace import draw_gantt
 
         print(f"gantt: {draw_gantt(result.timeline, args.png, title=args.prompt[:60])}")
     return 0

@@ -15,14 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from asynclm.agent.timeline import render_timeline
-    from asynclm.agent.trace import Trace, summarize
+    from asynclm.trace import Trace, render_timeline, summarize
 
     trace = Trace.load_chrome(args.file)
     print(render_timeline(trace))
     print(json.dumps(summarize(trace), indent=2, default=str))
     if args.png:
-        from asynclm.agent.gantt import draw_gantt
+        from asynclm.trace import draw_gantt
 
         print(f"gantt: {draw_gantt(trace, args.png, title=args.title)}")
     return 0

@@ -68,10 +68,12 @@ class ModelConfig:
     def with_vocab(self, vocab_size: int) -> ModelConfig:
         return replace(self, vocab_size=vocab_size)
 
-    @property
-    def kv_bytes_per_token(self) -> int:
-        """Bytes of fp32 KV cache one token needs across all layers."""
-        return self.num_layers * 2 * self.num_kv_heads * self.head_dim * 4
+    def kv_bytes_per_token(self, itemsize: int) -> int:
+        """Bytes of KV cache one token needs across all layers, for values of `itemsize` bytes
+        (4 for float32, 2 for bfloat16: `dtype.itemsize`)."""
+        if itemsize < 1:
+            raise ValueError(f"itemsize must be >= 1 byte, got {itemsize}")
+        return self.num_layers * 2 * self.num_kv_heads * self.head_dim * itemsize
 
 
 PRESETS: dict[str, ModelConfig] = {

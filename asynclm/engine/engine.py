@@ -1,40 +1,28 @@
-"""The engine: a model, its KV page pool, the scheduler, exports and scopes."""
+"""The engine: a model, its KV page pool, the scheduler and runner, exports and scopes."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from asynclm.engine.config import ModelConfig
 from asynclm.engine.context import Context
+from asynclm.engine.exports import Exports
 from asynclm.engine.grammar import Grammar, GrammarCompiler
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
 from asynclm.engine.model import EngineModel
-from asynclm.engine.pages import PagePool, PageTable
+from asynclm.engine.pages import PagePool
+from asynclm.engine.policy import BatchPolicy
+from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
-from asynclm.engine.scope import Quota, Scope
-from asynclm.engine.sequence import Sequence
+from asynclm.engine.scope import Namespace, Quota, Scope
 from asynclm.engine.tokenizer import Tokenizer
 
 DEFAULT_KV_BYTES = 1 << 30
-
-
-@dataclass(frozen=True, slots=True)
-class Export:
-    """Named K/V kept alive by the engine (pages shared, never copied)."""
-
-    table: PageTable
-    tokens: tuple[int, ...]
-    positions: tuple[int, ...]
-
-    @property
-    def num_tokens(self) -> int:
-        return len(self.tokens)
 
 
 class Engine:
@@ -49,6 +37,13 @@ class Engine:
         name / fingerprint: identity of the weights (Prompt Cache keys its disk store by it).
         pack_weights: on CPU, keep a oneDNN-packed copy of the linear weights (faster matmuls,
             twice the weight memory).
+
+    Attributes:
+        pool: the KV page allocator (no torch); `kv`: the KV pool tensors.
+        runner: turns scheduled batches into tensors and runs the model.
+        scheduler: batches every context's work (its `policy` decides what runs next).
+        exports: the registry of named K/V (`save`, `open`, `drop`, `export_kv`, ...).
+        root_scope: the scope of contexts and exports made outside any inferlet.
     """
 
     def __init__(
@@ -70,30 +65,39 @@ class Engine:
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint or name
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
         if num_pages is None:
-            per_page = model.config.kv_bytes_per_token * page_size
-            per_page = per_page * model.dtype.itemsize // 4
-            num_pages = max(1, (kv_bytes or DEFAULT_KV_BYTES) // per_page)
+            per_page = model.config.kv_bytes_per_token(model.dtype.itemsize) * page_size
+            kv_bytes = DEFAULT_KV_BYTES if kv_bytes is None else kv_bytes
+            if kv_bytes < per_page:
+                raise ValueError(f"kv_bytes={kv_bytes} is less than one KV page ({per_page} bytes)")
+            num_pages = kv_bytes // per_page
         self.pool = PagePool(num_pages, page_size)
         self.kv = KVCache(
             model.config, num_pages, page_size, dtype=model.dtype, device=model.device
         )
-        self.scheduler = Scheduler(self, max_batch_tokens)
+        self.runner = ModelRunner(model, self.kv)
+        self.scheduler = Scheduler(self.pool, self.runner, BatchPolicy(max_batch_tokens))
         self.root_scope = Scope()
-        self._exports: dict[str, Export] = {}
+        self.exports = Exports(self.pool, self.kv, self.root_scope)
         self._grammars: GrammarCompiler | None = None
 
     @classmethod
     def load(
         cls,
         name_or_path: str = DEFAULT_MODEL,
-        adapter: str | os.PathLike[str] | None = None,
+        adapter: str | os.PathLike[str] | None = "auto",
         *,
         dtype: torch.dtype = torch.float32,
         device: str | None = None,
         **kwargs: Any,
     ) -> Engine:
-        """Load a model (see `load_model`) and build an engine around it."""
+        """Load a model (see `load_model`) and build an engine around it.
+
+        `adapter="auto"` merges the CML adapter shipped for the preset (SmolLM2: the one
+        `asynclm finetune` made), if the package has one; pass None for the plain model.
+        """
         return cls.from_loaded(
             load_model(name_or_path, adapter, dtype=dtype, device=device), **kwargs
         )
@@ -121,64 +125,41 @@ class Engine:
         """A new empty context."""
         return Context(self, scope)
 
-    def scope(self, name: str, quota: Quota | None = None, shared: Iterable[str] = ()) -> Scope:
-        """A child namespace with quotas; it sees its own exports and the `shared` ones."""
+    def scope(
+        self,
+        name: str,
+        quota: Quota | None = None,
+        shared: Iterable[str] = (),
+        *,
+        namespace: Namespace | None = None,
+    ) -> Scope:
+        """A child scope with quotas; it sees its own exports and the `shared` ones.
+
+        Its exports live in a new namespace unless `namespace` (another scope's) is given.
+        """
         if not name:
             raise ValueError("a child scope needs a name")
-        return Scope(name, quota, frozenset(shared))
+        return Scope(name, quota, frozenset(shared), namespace=namespace)
 
-    # ---- exports -----------------------------------------------------------------------------
-    def _save_export(self, scope: Scope, name: str, seq: Sequence, *, overwrite: bool) -> None:
-        key = scope.export_key(name)
-        if key in self._exports and not overwrite:
-            raise ValueError(f"an export named {name!r} exists (pass overwrite=True to replace it)")
-        export = Export(seq.table.share(self.pool), tuple(seq.tokens), tuple(seq.positions))
-        old = self._exports.pop(key, None)
-        self._exports[key] = export
-        if old is not None:
-            old.table.release(self.pool)
-
-    def _get_export(self, scope: Scope, name: str) -> Export:
-        key = scope.resolve(name)
-        try:
-            return self._exports[key]
-        except KeyError:
-            raise KeyError(f"no export named {name!r} is visible here") from None
-
+    # ---- exports (the registry is `engine.exports`; these are its root-scope shortcuts) ------
     def export_names(self, scope: Scope | None = None) -> list[str]:
         """Exports visible from a scope (default: the root scope's own)."""
-        scope = scope or self.root_scope
-        own = [k.split("\x00", 1)[1] for k in self._exports if k.startswith(scope.name + "\x00")]
-        if not scope.name:
-            own = [k for k in self._exports if "\x00" not in k]
-        return sorted(set(own) | {s for s in scope.shared if s in self._exports})
+        return self.exports.names(scope)
 
     def has_export(self, name: str, scope: Scope | None = None) -> bool:
-        return (scope or self.root_scope).resolve(name) in self._exports
+        return self.exports.has(name, scope)
 
     def drop_export(self, name: str, scope: Scope | None = None) -> None:
         """Forget an export; its pages are freed once no context uses them."""
-        key = (scope or self.root_scope).export_key(name)
-        export = self._exports.pop(key, None)
-        if export is None:
-            raise KeyError(f"no export named {name!r}")
-        export.table.release(self.pool)
+        self.exports.drop(name, scope)
 
     def drop_scope_exports(self, scope: Scope) -> None:
         """Drop every export a child scope made itself (not the ones shared with it)."""
-        prefix = scope.name + "\x00"
-        for key in [k for k in self._exports if scope.name and k.startswith(prefix)]:
-            self._exports.pop(key).table.release(self.pool)
+        self.exports.drop_scope(scope)
 
     def export_kv(self, name: str) -> tuple[list[int], list[int], torch.Tensor]:
         """An export's tokens, positions and K/V `[layers, 2, n, kv_heads, head_dim]` (a copy)."""
-        export = self._get_export(self.root_scope, name)
-        slots = torch.tensor(export.table.slots, dtype=torch.long, device=self.device)
-        return (
-            list(export.tokens),
-            list(export.positions),
-            self.kv.data.index_select(2, slots).cpu(),
-        )
+        return self.exports.export_kv(name)
 
     def import_kv(
         self,
@@ -190,24 +171,7 @@ class Engine:
         overwrite: bool = False,
     ) -> None:
         """Create an export from saved K/V (as returned by `export_kv`)."""
-        expected = (
-            self.config.num_layers,
-            2,
-            len(tokens),
-            self.config.num_kv_heads,
-            self.config.head_dim,
-        )
-        if tuple(kv.shape) != expected or len(positions) != len(tokens):
-            raise ValueError(f"K/V of shape {tuple(kv.shape)} does not fit this model: {expected}")
-        seq = Sequence(PageTable(self.pool.page_size), self.root_scope)
-        plan = seq.table.plan_append(self.pool, len(tokens))
-        slots = torch.tensor(plan.slots, dtype=torch.long, device=self.device)
-        self.kv.data.index_copy_(2, slots, kv.to(device=self.device, dtype=self.kv.data.dtype))
-        seq.commit(list(tokens), list(positions))
-        try:
-            self._save_export(self.root_scope, name, seq, overwrite=overwrite)
-        finally:
-            seq.release(self.pool)
+        self.exports.import_kv(name, tokens, positions, kv, overwrite=overwrite)
 
     # ---- vocabulary and grammars -------------------------------------------------------------
     def add_special_tokens(self, tokens: Iterable[str]) -> list[int]:

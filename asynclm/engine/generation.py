@@ -1,20 +1,39 @@
-"""A running generation: an async iterator of steps over a live context."""
+"""A running generation: an async iterator of steps over a live context.
+
+A generation drives its context through a narrow interface, `TokenStream`: `next_logits()`
+(compute what is pending, return the next token's logits) and `append(tokens)` (queue the
+sampled token, or injected ones). `Context` implements it; the generation knows nothing else
+of the context.
+"""
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
+from torch import Tensor
 
 from asynclm.engine.grammar import Constraint, Grammar
 from asynclm.engine.sampling import Sampler, ban_tokens
-
-if TYPE_CHECKING:
-    from asynclm.engine.context import Context
+from asynclm.engine.tokenizer import Tokenizer
 
 FinishReason = Literal["eos", "stop", "length", "grammar", "cancelled"]
+
+
+class TokenStream(Protocol):
+    """What a generation needs of its context."""
+
+    async def next_logits(self) -> Tensor:
+        """Compute every pending token; the logits `[1, vocab]` of the token after the last."""
+        ...
+
+    def append(self, content: str | Seq[int], *, special: bool = False) -> None:
+        """Queue text (plain unless `special`) or token ids after the last token."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,38 +67,45 @@ class Generation:
 
     def __init__(
         self,
-        ctx: Context,
+        ctx: TokenStream,
+        tokenizer: Tokenizer,
         sampler: Sampler,
         *,
+        seed: int,
         max_tokens: int,
         stop: Seq[str | int] | None,
         constrain: Constraint | Grammar | None,
         ban: Seq[int] | None,
         stop_at_eos: bool,
+        vocab_size: int,
     ) -> None:
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise ValueError(f"max_tokens must be an integer >= 0, got {max_tokens!r}")
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a Sampler, got {type(sampler).__name__}")
         self.ctx = ctx
         self.sampler = sampler
         self.max_tokens = max_tokens
-        stop = list(stop or [])
-        self._stop_strings = [s for s in stop if isinstance(s, str) and s]
-        self._stop_ids = {s for s in stop if isinstance(s, int)}
+        self._stop_strings, self._stop_ids = _stop_set(stop, vocab_size)
         if stop_at_eos:
-            self._stop_ids |= set(ctx.engine.tokenizer.eos_token_ids)
+            self._stop_ids |= set(tokenizer.eos_token_ids)
         self._constraint = constrain.matcher() if isinstance(constrain, Grammar) else constrain
-        self._ban = torch.tensor(sorted(set(ban)), dtype=torch.long) if ban else None
-        self._generator = _make_generator(sampler, ctx)
-        self._decoder = ctx.engine.tokenizer.stream_decoder()
+        banned = ban_list(ban, vocab_size)
+        self._ban = torch.tensor(banned, dtype=torch.long) if banned else None
+        self._generator = _make_generator(sampler, seed)
+        self._decoder = tokenizer.stream_decoder()
         self.tokens: list[int] = []
         self.text = ""
         self.finish_reason: FinishReason | None = None
         self._stop_requested = False
         self.in_step = False
 
-    def accept(self, tokens: str | Seq[int]) -> None:
-        """Inject tokens into the live context; they are prefilled with the next step."""
-        self.ctx.append(tokens)
+    def accept(self, tokens: str | Seq[int], *, special: bool = False) -> None:
+        """Inject tokens into the live context; they are prefilled with the next step.
+
+        Text is encoded as plain text unless `special` (see `Context.append`).
+        """
+        self.ctx.append(tokens, special=special)
 
     def stop(self) -> None:
         """End the generation before its next step."""
@@ -98,14 +124,14 @@ class Generation:
             raise StopAsyncIteration
         self.in_step = True
         try:
-            logits = await self.ctx._step_logits()
+            logits = await self.ctx.next_logits()
         except BaseException:
             self._end("cancelled")
             raise
         finally:
             self.in_step = False
         token = self._sample(logits)
-        self.ctx._push_sampled(token)
+        self.ctx.append([token])
         self.tokens.append(token)
         delta = self._decoder.push(token)
         reason = self._finish_reason_after(token, delta)
@@ -145,7 +171,6 @@ class Generation:
     def _end(self, reason: FinishReason) -> None:
         if self.finish_reason is None:
             self.finish_reason = reason
-            self.ctx._generation_ended(self)
 
     def output_text(self) -> str:
         """The generated text, cut before the first stop string."""
@@ -164,8 +189,67 @@ class Generation:
         return (await self.collect()).text
 
 
-def _make_generator(sampler: Sampler, ctx: Context) -> torch.Generator | None:
+def token_ids(values: Iterable[int], what: str, vocab_size: int | None = None) -> list[int]:
+    """`values` as a list of ints (numpy and 0-d tensor integers too), checked.
+
+    Raises:
+        TypeError: An entry is not an integer (a bool, a float, a string).
+        ValueError: An entry is outside [0, vocab_size).
+    """
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what}: expected token ids, got text {values!r}")
+    out = []
+    for value in values:
+        try:
+            if isinstance(value, (bool, str)):
+                raise TypeError
+            out.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f"{what}: token ids must be integers, got {value!r}") from None
+    if vocab_size is not None:
+        bad = [t for t in out if not 0 <= t < vocab_size]
+        if bad:
+            raise ValueError(
+                f"{what}: token ids out of the vocabulary [0, {vocab_size}): {bad[:5]}"
+            )
+    return out
+
+
+def _stop_set(stop: Seq[str | int] | None, vocab_size: int) -> tuple[list[str], set[int]]:
+    """Stop strings and stop token ids, checked."""
+    if isinstance(stop, (str, int)):
+        stop = [stop]
+    strings: list[str] = []
+    ids: set[int] = set()
+    for item in stop or ():
+        if isinstance(item, str):
+            if item:
+                strings.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < vocab_size:
+            ids.add(item)
+        else:
+            raise ValueError(
+                f"stop entries must be strings or token ids in [0, {vocab_size}), got {item!r}"
+            )
+    return strings, ids
+
+
+def ban_list(ban: Seq[int] | None, vocab_size: int) -> list[int]:
+    """The sorted, distinct token ids of a ban list, checked.
+
+    Raises:
+        ValueError: An entry is not a token id of the vocabulary, or the list bans every token
+            (nothing could be sampled).
+    """
+    if ban is None:
+        return []
+    banned = sorted(set(token_ids(ban, "ban", vocab_size)))
+    if len(banned) >= vocab_size:
+        raise ValueError(f"the ban list bans all {vocab_size} tokens: nothing could be sampled")
+    return banned
+
+
+def _make_generator(sampler: Sampler, seed: int) -> torch.Generator | None:
     if sampler.is_greedy:
         return None
-    seed = sampler.seed if sampler.seed is not None else ctx.seed
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(sampler.seed if sampler.seed is not None else seed)

@@ -123,8 +123,3 @@ class GrammarConstraint:
 
     def is_finished(self) -> bool:
         return bool(self._matcher.is_terminated())
-
-    def accept_text(self, text: str) -> None:
-        """Advance over text that was forced rather than sampled."""
-        if not self._matcher.accept_string(text):
-            raise GrammarError(f"text {text!r} is not allowed by the grammar here")

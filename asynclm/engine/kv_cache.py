@@ -1,10 +1,13 @@
 """The KV pool tensors: one preallocated buffer of slots shared by every context.
 
-Slots are grouped into pages by the (torch-free) page allocator; this module only stores and
-gathers. Keys are stored after RoPE, so a slot's content is valid wherever it is reused.
+Slots are grouped into pages by the (torch-free) page allocator; this module only stores,
+gathers and copies. Keys are stored after RoPE, so a slot's content is valid wherever it is
+reused.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -25,6 +28,7 @@ class KVCache:
     ) -> None:
         self.page_size = page_size
         self.num_pages = num_pages
+        self.bytes_per_token = cfg.kv_bytes_per_token(dtype.itemsize)
         self.data = torch.zeros(
             cfg.num_layers,
             2,
@@ -36,8 +40,23 @@ class KVCache:
         )
 
     @property
+    def dtype(self) -> torch.dtype:
+        return self.data.dtype
+
+    @property
     def nbytes(self) -> int:
-        return self.data.numel() * self.data.element_size()
+        """Bytes of the whole pool."""
+        return self.num_pages * self.page_bytes
+
+    @property
+    def page_bytes(self) -> int:
+        """Bytes of one page across all layers."""
+        return self.page_size * self.bytes_per_token
+
+    def values_shape(self, n: int) -> tuple[int, ...]:
+        """Shape of the K/V of n slots across all layers: `[layers, 2, n, KVH, D]`."""
+        layers, _, _, heads, dim = self.data.shape
+        return (layers, 2, n, heads, dim)
 
     def write(self, layer: int, slots: Tensor, k: Tensor, v: Tensor) -> None:
         """k, v: [T, KVH, D] written at `slots` [T]."""
@@ -53,22 +72,25 @@ class KVCache:
         """Keys and values of the slot range [lo, hi), without copying."""
         return self.data[layer, 0, lo:hi], self.data[layer, 1, lo:hi]
 
-    def copy_pages(self, pairs: list[tuple[int, int]]) -> None:
+    def read_slots(self, slots: Sequence[int]) -> Tensor:
+        """A CPU copy of every layer's K/V at `slots`: `[layers, 2, len(slots), KVH, D]`."""
+        return self.data.index_select(2, self._index(slots)).cpu()
+
+    def write_slots(self, slots: Sequence[int], values: Tensor) -> None:
+        """Write `[layers, 2, len(slots), KVH, D]` K/V (as `read_slots` returns) at `slots`."""
+        values = values.to(device=self.data.device, dtype=self.data.dtype)
+        self.data.index_copy_(2, self._index(slots), values)
+
+    def copy_slots(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """Copy single slots (src → dst) in every layer."""
+        if pairs:
+            src, dst = zip(*pairs, strict=True)
+            self.data.index_copy_(2, self._index(dst), self.data.index_select(2, self._index(src)))
+
+    def copy_pages(self, pairs: Sequence[tuple[int, int]]) -> None:
         """Copy whole pages (src → dst), for copy-on-write of shared pages."""
-        if not pairs:
-            return
         ps = self.page_size
-        src = torch.cat([torch.arange(s * ps, (s + 1) * ps) for s, _ in pairs]).to(self.data.device)
-        dst = torch.cat([torch.arange(d * ps, (d + 1) * ps) for _, d in pairs]).to(self.data.device)
-        self.data.index_copy_(2, dst, self.data.index_select(2, src))
+        self.copy_slots([(s * ps + i, d * ps + i) for s, d in pairs for i in range(ps)])
 
-    def read_pages(self, pages: list[int]) -> Tensor:
-        """A copy of whole pages: `[layers, 2, len(pages) * page_size, KVH, D]`."""
-        return self.data.index_select(2, self._page_slots(pages)).clone()
-
-    def write_pages(self, pages: list[int], values: Tensor) -> None:
-        self.data.index_copy_(2, self._page_slots(pages), values.to(self.data.dtype))
-
-    def _page_slots(self, pages: list[int]) -> Tensor:
-        ps = self.page_size
-        return torch.cat([torch.arange(p * ps, (p + 1) * ps) for p in pages]).to(self.data.device)
+    def _index(self, slots: Sequence[int]) -> Tensor:
+        return torch.tensor(slots, dtype=torch.long, device=self.data.device)

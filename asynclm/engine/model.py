@@ -28,7 +28,6 @@ class SequenceBatch:
     length: int  # number of new tokens
     kv_slots: Tensor  # [kv_len] every slot of the sequence, new tokens last
     mask: Tensor | None = None  # [length, keys] bool; None: plain causal (or no mask for 1 token)
-    seq_id: int = 0  # opaque id of the sequence
     kv_range: tuple[int, int] | None = None  # attend to the pool's slots [lo, hi) in place
     runs: tuple[KeyRun, ...] = ()  # or to a few contiguous runs in place, merged exactly
 
@@ -50,7 +49,6 @@ class DecodeGroup:
     rows: Tensor  # [B] rows of the batch
     kv_index: Tensor  # [B, L] slots, padded
     kv_mask: Tensor | None  # [B, 1, 1, L] bool (None when no padding)
-    seq_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,11 +350,6 @@ class Transformer(nn.Module):
         """Pre-pack every linear layer for oneDNN (CPU, fp32); True if all were packed."""
         results = [m.pack() for m in self.modules() if isinstance(m, Linear)]
         return bool(results) and all(results)
-
-    def unpack_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, Linear):
-                module.packed = None
 
     def resize_vocab(self, size: int) -> None:
         """Grow the vocabulary; new embedding (and output) rows start as the mean row."""

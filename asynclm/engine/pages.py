@@ -41,9 +41,6 @@ class PagePool:
     def refcount(self, page: int) -> int:
         return self._refcounts[page]
 
-    def can_allocate(self, n: int) -> bool:
-        return n <= len(self._free)
-
     def require(self, n: int) -> None:
         """Raise `PoolExhaustedError` unless n pages are free."""
         if n > len(self._free):
@@ -164,6 +161,43 @@ class PageTable:
         """A new table over the same pages (refcounts taken)."""
         pool.retain(self.pages)
         return PageTable(self.page_size, list(self.pages), list(self.fills))
+
+    def fresh_pages_to_share(self, start: int, end: int) -> int:
+        """Fresh pages `share_range(start, end)` takes: 1 when the range starts inside a page."""
+        first = 0
+        for fill in self.fills:
+            if first < start < first + fill:
+                return int(start < end)
+            first += fill
+        return 0
+
+    def share_range(
+        self, pool: PagePool, start: int, end: int
+    ) -> tuple[PageTable, list[tuple[int, int]]]:
+        """A new table over tokens [start, end) of this one, and the slots to copy into it.
+
+        Pages the range covers from their first slot are shared. A page's used slots always
+        start at its first slot, so when the range starts inside a page, that page's part of
+        the range goes to a fresh page: the caller copies the returned (source, destination)
+        slot pairs. All or nothing: `PoolExhaustedError` (and no change) if no page is free.
+        """
+        if not 0 <= start <= end <= self.num_tokens:
+            raise ValueError(f"no token range [{start}, {end}) in a table of {self.num_tokens}")
+        table, copies, first = PageTable(self.page_size), [], 0
+        for page, fill in zip(self.pages, self.fills, strict=True):
+            lo, hi = max(start, first), min(end, first + fill)
+            if lo < hi and lo == first:
+                table.pages.append(page)
+                table.fills.append(hi - first)
+            elif lo < hi:  # the range starts inside this page: copy its part
+                (fresh,) = pool.allocate(1)
+                base, dst = page * self.page_size - first, fresh * self.page_size
+                copies += [(base + i, dst + i - lo) for i in range(lo, hi)]
+                table.pages.append(fresh)
+                table.fills.append(hi - lo)
+            first += fill
+        pool.retain(table.pages[1:] if copies else table.pages)
+        return table, copies
 
     def extend(self, pool: PagePool, other: PageTable) -> None:
         """Append another table's pages (shared, not copied): KV concatenation."""

@@ -1,8 +1,8 @@
 """asynclm.promptcache: modular prompt caching (Prompt Cache, Gim et al., MLSys 2024).
 
 The torch-free half imports without torch: PML schemas and prompts (`schema`, parsed safely by
-`pml`) and their position layout (`layout`), which turns a prompt into a `PromptPlan` of cached
-module segments, parameter segments and free text. The KV side (`cache.PromptCache`, which
+`pml`), their position layout (`layout`), which turns a prompt into a `PromptPlan` (`plan`) of
+cached module segments, parameter segments and free text. The KV side (`cache.PromptCache`, which
 serves prompts from cached module K/V, and `store.ModuleStore`, its LRU + disk store) needs
 torch and loads lazily on first access.
 """
@@ -12,21 +12,23 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from asynclm.engine.chat import ChatFormat
 from asynclm.promptcache.layout import (
-    ChatFormat,
     ChatML,
     Encoder,
     ModuleLayout,
-    ModuleSegment,
-    ParameterSegment,
     ParameterSlot,
-    PromptPlan,
     SchemaLayout,
     TextPiece,
-    TextSegment,
-    content_key,
     layout_schema,
     plan_prompt,
+)
+from asynclm.promptcache.plan import (
+    ModuleSegment,
+    ParameterSegment,
+    PromptPlan,
+    TextSegment,
+    content_key,
     prefix_key,
 )
 from asynclm.promptcache.pml import (
@@ -51,6 +53,7 @@ from asynclm.promptcache.schema import (
     RoleName,
     Schema,
     Select,
+    Special,
     System,
     Union,
     User,
@@ -108,6 +111,7 @@ __all__ = [
     "Schema",
     "SchemaLayout",
     "Select",
+    "Special",
     "StoreEntry",
     "StoreStats",
     "System",

@@ -1,16 +1,16 @@
 """Prompt Cache: serve PML prompts from precomputed module K/V (Gim et al., MLSys 2024).
 
 A schema is registered once; each prompt then becomes a context whose modules are attached from
-the `ModuleStore` (a page-table concatenation: no copy, no recompute), computed and stored only
-on a miss. Parameters and free text are appended at their schema positions and computed with the
-first generation step.
+the `ModuleStore` in one call (a page-table concatenation: no copy, no recompute), computed and
+stored only on a miss. Parameters and free text are appended at their schema positions and
+computed with the first generation step.
 
 Two encodings, chosen per schema:
 
 - "prefix": module i is computed attending to the modules before it in the prompt, so a cached
   entry is keyed by the whole chain (`ModuleSegment.prefix_key`) and reuse is exact: the result
   equals a full prefill of the same tokens at the same positions. The longest cached chain is
-  attached and only the rest is computed.
+  attached (its entries in order) and only the rest is computed.
 - "modular": each module is computed alone at its positions and attached one after another: the
   Prompt Cache approximation. Any selection reuses every module, unions included.
 
@@ -34,14 +34,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from asynclm.promptcache.layout import (
-    ParameterSegment,
-    PromptPlan,
-    SchemaLayout,
-    TextSegment,
-    layout_schema,
-    plan_prompt,
-)
+from asynclm.promptcache.layout import SchemaLayout, layout_schema, plan_prompt
+from asynclm.promptcache.plan import ParameterSegment, PromptPlan, TextSegment
 from asynclm.promptcache.pml import parse_prompt, parse_schema
 from asynclm.promptcache.schema import ModulePath, PMLError, Prompt, Schema, Select
 from asynclm.promptcache.store import ModuleStore
@@ -122,8 +116,9 @@ class PromptCache:
         )
 
     # ---- schemas and plans -------------------------------------------------------------------
-    def register(self, schema: str | Schema) -> SchemaLayout:
-        """Lay out a schema (PML text or a `Schema`) for this engine's tokenizer and window.
+    def register(self, schema: str | bytes | Schema) -> SchemaLayout:
+        """Lay out a schema (PML text or bytes, or a `Schema`) for this engine's tokenizer and
+        window.
 
         Registering a schema under a name already used replaces the old one; modules whose
         text changed get new keys, so stale K/V is never served.
@@ -131,7 +126,7 @@ class PromptCache:
         Raises:
             PMLError: The PML is malformed, or the schema does not fit the model's window.
         """
-        if isinstance(schema, str):
+        if not isinstance(schema, Schema):
             schema = parse_schema(schema)
         tokenizer = self.engine.tokenizer
         layout = layout_schema(
@@ -153,14 +148,15 @@ class PromptCache:
             raise PMLError(f"unknown schema {schema_name!r} (known: {known})")
         return layout
 
-    def plan(self, prompt: str | Prompt) -> PromptPlan:
-        """The plan of a prompt (PML text or a `Prompt`): what is reused, what is computed.
+    def plan(self, prompt: str | bytes | Prompt) -> PromptPlan:
+        """The plan of a prompt (PML text or bytes, or a `Prompt`): what is reused, what is
+        computed.
 
         Raises:
             PMLError: Malformed PML, an unknown schema, module or parameter, a value longer than
                 its slot, two members of one union, or a position beyond the model's window.
         """
-        if isinstance(prompt, str):
+        if not isinstance(prompt, Prompt):
             prompt = parse_prompt(prompt)
         return plan_prompt(prompt, self._layouts)
 
@@ -171,7 +167,7 @@ class PromptCache:
         return CacheStats(**self._counts, disk_loads=store.disk_loads, evictions=store.evictions)
 
     # ---- serving -----------------------------------------------------------------------------
-    async def context(self, prompt: str | Prompt) -> Context:
+    async def context(self, prompt: str | bytes | Prompt) -> Context:
         """A new context for `prompt`, ready to generate.
 
         Cached modules are attached (missing ones computed and stored first); parameter values
@@ -239,7 +235,7 @@ class PromptCache:
         if found < len(pieces):
             async with self._exclusive(pieces[found].key):
                 found = await self._find_chain(pieces, ctx)  # another request may have done it
-                self._attach_entry(ctx, pieces, found)
+                ctx.attach(*self._names(pieces[:found]))
                 for piece in pieces[found:]:
                     ctx.append(piece.tokens, piece.positions)
                     await ctx.flush()
@@ -248,20 +244,15 @@ class PromptCache:
                     )
                     self._count(piece, hit=False)
         else:
-            self._attach_entry(ctx, pieces, found)
+            ctx.attach(*self._names(pieces))
         for piece in pieces[:found]:
             self._count(piece, hit=True)
 
-    def _attach_entry(self, ctx: Context, pieces: Sequence[_Piece], found: int) -> None:
-        if found:
-            ctx.attach(self.store.name(pieces[found - 1].key))
-
     async def _find_chain(self, pieces: Sequence[_Piece], owner: Context) -> int:
         """How many leading pieces are cached: in memory, then read from disk. Pins them."""
-        cached = [i + 1 for i, piece in enumerate(pieces) if piece.key in self.store]
-        found = max(cached, default=0)
+        found = next((i for i, p in enumerate(pieces) if p.key not in self.store), len(pieces))
         for piece in pieces[:found]:
-            self.store.get(piece.key, owner)  # ancestors may be gone; the entry holds their K/V
+            self.store.get(piece.key, owner)
         while found < len(pieces):
             piece = pieces[found]
             loaded = await self.store.load(
@@ -275,8 +266,7 @@ class PromptCache:
     # ---- "modular": every module alone, then attached one after another ----------------------
     async def _attach_modules(self, ctx: Context, pieces: Sequence[_Piece]) -> None:
         await self._ensure_modules(pieces, ctx)
-        for piece in pieces:
-            ctx.attach(self.store.name(piece.key))
+        ctx.attach(*self._names(pieces))
 
     async def _ensure_modules(self, pieces: Sequence[_Piece], owner: object | None) -> None:
         """Make every piece's entry present (pinned by `owner`); misses computed concurrently."""
@@ -318,14 +308,18 @@ class PromptCache:
     def _append_uncached(self, ctx: Context, plan: PromptPlan) -> None:
         """Parameters then free text, pending at their positions."""
         segments: list[ParameterSegment | TextSegment] = [*plan.parameters, *plan.text]
-        for segment in segments:
-            ctx.append(segment.tokens, segment.positions)
-            self._counts["appended_tokens"] += len(segment.tokens)
-        if ctx.num_tokens and ctx.num_cached == ctx.num_tokens:
+        tokens = [token for segment in segments for token in segment.tokens]
+        ctx.append(tokens, [position for segment in segments for position in segment.positions])
+        self._counts["appended_tokens"] += len(tokens)
+        if not tokens and ctx.num_tokens:
             # Generation samples from the logits of a pending token: recompute the last one.
             token, position = ctx.tokens[-1], ctx.positions[-1]
             ctx.truncate(ctx.num_tokens - 1)
             ctx.append([token], [position])
+
+    def _names(self, pieces: Sequence[_Piece]) -> list[str]:
+        """The export names of the pieces' entries."""
+        return [self.store.name(piece.key) for piece in pieces]
 
     @asynccontextmanager
     async def _exclusive(self, key: str) -> AsyncIterator[None]:

@@ -1,4 +1,4 @@
-"""Position layout of a PML schema, and the plan that serves one prompt from it.
+"""Position layout of a PML schema, and planning a prompt against it.
 
 No torch here: this is the arithmetic the KV side executes. A schema is laid out once, in
 document order: every text piece (role prefixes and suffixes included) is encoded on its own and
@@ -6,19 +6,27 @@ takes consecutive position ids; a module occupies [start, start + length) and ne
 positions inside it; a parameter reserves `len` positions; the members of a union all start at
 the union's start and the union is as long as its longest member.
 
-A prompt then gets a `PromptPlan`: the selected modules' own tokens at their fixed positions
-(cacheable, identified by module path and by a content key), the parameter values at their
-reserved positions, and the free text after the schema's last position.
+Only the chat template's own text (what role tags render to, and `Special` text) is encoded with
+special tokens recognised; all other text (modules, parameter values, free text) is plain text.
+
+A prompt's selections are then resolved against the layout into a `PromptPlan` (see `plan`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import struct
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NoReturn, Protocol
 
+from asynclm.engine.chat import ChatFormat
+from asynclm.promptcache.plan import (
+    ModuleSegment,
+    ParameterSegment,
+    PromptPlan,
+    TextSegment,
+    content_key,
+    prefix_key,
+)
 from asynclm.promptcache.schema import (
     Encoding,
     Module,
@@ -30,51 +38,34 @@ from asynclm.promptcache.schema import (
     Role,
     Schema,
     Select,
+    Special,
     Union,
 )
 
 __all__ = [
-    "ChatFormat",
     "ChatML",
     "Encoder",
     "ModuleLayout",
-    "ModuleSegment",
-    "ParameterSegment",
     "ParameterSlot",
-    "PromptPlan",
     "SchemaLayout",
     "TextPiece",
-    "TextSegment",
-    "content_key",
     "layout_schema",
     "plan_prompt",
-    "prefix_key",
 ]
 
-Encoder = Callable[[str], Sequence[int]]
+
+class Encoder(Protocol):
+    """Text to token ids, no BOS added (`Tokenizer.encode` is one).
+
+    `special=True` only for the chat template's own text (special tokens recognised); other
+    text is plain text, whatever it contains.
+    """
+
+    def __call__(self, text: str, *, special: bool = False) -> Sequence[int]: ...
 
 
-class ChatFormat(Protocol):
-    """How role tags render: the text before and after a turn's content."""
-
-    def role_prefix(self, role: str) -> str:
-        """Text that opens a turn of `role`."""
-        ...
-
-    def role_suffix(self, role: str) -> str:
-        """Text that closes a turn of `role`."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ChatML:
-    """The ChatML template (SmolLM2, Qwen2): `<|im_start|>role\\n ... <|im_end|>\\n`."""
-
-    def role_prefix(self, role: str) -> str:
-        return f"<|im_start|>{role}\n"
-
-    def role_suffix(self, role: str) -> str:
-        return "<|im_end|>\n"
+# The ChatML template (SmolLM2, Qwen2); kept under this name for the PML API.
+ChatML = ChatFormat.chatml
 
 
 # --- the schema layout ------------------------------------------------------------------------
@@ -232,12 +223,13 @@ class SchemaLayout:
         segments = []
         for item in items:
             if isinstance(item, str):
-                role, texts = None, [item]
+                role, texts = None, [(item, False)]
             else:
                 role = item.role
-                body = [c for c in item.children if isinstance(c, str)]
-                texts = [self.chat.role_prefix(role), *body, self.chat.role_suffix(role)]
-            tokens = tuple(t for text in texts for t in _encode(self.encode, text))
+                body = [(c, False) for c in item.children if isinstance(c, str)]
+                prefix, suffix = self.chat.role_prefix(role), self.chat.role_suffix(role)
+                texts = [(prefix, True), *body, (suffix, True)]
+            tokens = tuple(t for text, sp in texts for t in _encode(self.encode, text, sp))
             segments.append(
                 TextSegment(role, tokens, tuple(range(position, position + len(tokens))))
             )
@@ -257,7 +249,8 @@ def layout_schema(
     Args:
         schema: The schema.
         encode: Text to token ids, without special tokens added (each text piece is encoded on
-            its own, so piece boundaries are token boundaries).
+            its own, so piece boundaries are token boundaries); called with `special=True`
+            for the chat template's pieces only.
         chat: How role tags render; ChatML by default.
         max_position: The model's window; every position must be below it.
 
@@ -267,7 +260,7 @@ def layout_schema(
     Raises:
         PMLError: The schema does not fit below `max_position`.
     """
-    chat = ChatML() if chat is None else chat
+    chat = ChatFormat.chatml() if chat is None else chat
     walker = _Walker(encode, chat)
     length = walker.lay_out(schema.children)
     _check_window(length, max_position, f"schema {schema.name!r}")
@@ -283,8 +276,8 @@ def _check_window(end: int, max_position: int | None, what: str) -> None:
         )
 
 
-def _encode(encode: Encoder, text: str) -> tuple[int, ...]:
-    return tuple(int(token) for token in encode(text))
+def _encode(encode: Encoder, text: str, special: bool = False) -> tuple[int, ...]:
+    return tuple(int(token) for token in encode(text, special=special))
 
 
 def _show(path: ModulePath) -> str:
@@ -344,6 +337,8 @@ class _Walker:
         """Lay out one node at `position`; returns the position after it."""
         if isinstance(node, str):
             return self.text(node, position, owner)
+        if isinstance(node, Special):
+            return self.text(node.text, position, owner, special=True)
         if isinstance(node, Parameter):
             owner.parameters.append(ParameterSlot(owner.path, node.name, position, node.length))
             return position + node.length
@@ -351,12 +346,12 @@ class _Walker:
             return self.module(node, position, owner.path, None)
         if isinstance(node, Union):
             return self.union(node, position, owner.path)
-        position = self.text(self.chat.role_prefix(node.role), position, owner)
+        position = self.text(self.chat.role_prefix(node.role), position, owner, special=True)
         position = self.walk(node.children, position, owner)
-        return self.text(self.chat.role_suffix(node.role), position, owner)
+        return self.text(self.chat.role_suffix(node.role), position, owner, special=True)
 
-    def text(self, text: str, position: int, owner: _Draft) -> int:
-        tokens = _encode(self.encode, text)
+    def text(self, text: str, position: int, owner: _Draft, *, special: bool = False) -> int:
+        tokens = _encode(self.encode, text, special)
         if tokens:
             owner.pieces.append(TextPiece(tokens, position))
         return position + len(tokens)
@@ -463,117 +458,6 @@ def _fail(selection: Select, message: str) -> NoReturn:
 
 
 # --- the plan ---------------------------------------------------------------------------------
-
-
-def content_key(tokens: Sequence[int], positions: Sequence[int]) -> str:
-    """A stable key of a module's own tokens at their positions (the "modular" key)."""
-    digest = hashlib.blake2b(digest_size=16, person=b"pml-module")
-    digest.update(struct.pack("<Q", len(tokens)))
-    digest.update(struct.pack(f"<{len(tokens)}q", *tokens))
-    digest.update(struct.pack(f"<{len(positions)}q", *positions))
-    return digest.hexdigest()
-
-
-def prefix_key(previous: str, key: str) -> str:
-    """The "prefix" key of a module: its content key chained to the previous module's prefix key."""
-    digest = hashlib.blake2b(digest_size=16, person=b"pml-prefix")
-    digest.update(previous.encode("ascii"))
-    digest.update(b"/")
-    digest.update(key.encode("ascii"))
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class ModuleSegment:
-    """A selected module's own tokens at their schema positions: the cacheable unit.
-
-    Attributes:
-        path: The module's identity, e.g. ("doc-tokyo",); () is the schema's own text.
-        tokens: The module's own token ids (may be empty, e.g. a module of nested modules).
-        positions: One position per token, increasing; gaps are parameter slots, nested and
-            unselected modules.
-        modular_key: Key of this module's content alone (the "modular" encoding).
-        prefix_key: Key of this module's content and of every module before it in this plan
-            (the "prefix" encoding).
-    """
-
-    path: ModulePath
-    tokens: tuple[int, ...]
-    positions: tuple[int, ...]
-    modular_key: str
-    prefix_key: str
-
-    def key(self, encoding: Encoding) -> str:
-        """The cache key under `encoding` ("modular" or "prefix")."""
-        return self.prefix_key if encoding == "prefix" else self.modular_key
-
-
-@dataclass(frozen=True, slots=True)
-class ParameterSegment:
-    """A parameter value, computed per prompt at its slot's positions."""
-
-    module: ModulePath
-    name: str
-    tokens: tuple[int, ...]
-    positions: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TextSegment:
-    """Free text (a role turn includes its prefix and suffix) after the schema's layout."""
-
-    role: str | None
-    tokens: tuple[int, ...]
-    positions: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PromptPlan:
-    """What the KV side executes for one prompt, in order.
-
-    Attributes:
-        schema: Schema name.
-        encoding: The schema's encoding; `keys` uses it.
-        modules: Selected modules in schema order, the schema's own text () first: reuse their
-            cached KV (by path or key), or compute and cache it.
-        parameters: Parameter values, in position order: always computed.
-        text: Free text, at positions from the schema's length on: always computed.
-        next_position: Position of the first generated token.
-    """
-
-    schema: str
-    encoding: Encoding
-    modules: tuple[ModuleSegment, ...]
-    parameters: tuple[ParameterSegment, ...]
-    text: tuple[TextSegment, ...]
-    next_position: int
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Each module segment's cache key under the schema's encoding."""
-        return tuple(segment.key(self.encoding) for segment in self.modules)
-
-    @property
-    def num_cached_tokens(self) -> int:
-        """Tokens in module segments (cacheable)."""
-        return sum(len(s.tokens) for s in self.modules)
-
-    @property
-    def num_uncached_tokens(self) -> int:
-        """Tokens in parameter and free-text segments (computed for every prompt)."""
-        uncached: list[ParameterSegment | TextSegment] = [*self.parameters, *self.text]
-        return sum(len(s.tokens) for s in uncached)
-
-    def flatten(self) -> tuple[list[int], list[int]]:
-        """All tokens and their positions, modules then parameters then text."""
-        tokens: list[int] = []
-        positions: list[int] = []
-        segments: list[ModuleSegment | ParameterSegment | TextSegment]
-        segments = [*self.modules, *self.parameters, *self.text]
-        for segment in segments:
-            tokens.extend(segment.tokens)
-            positions.extend(segment.positions)
-        return tokens, positions
 
 
 def _module_segments(modules: Iterable[ModuleLayout]) -> tuple[ModuleSegment, ...]:

@@ -2,25 +2,20 @@
 
 An entry is one module's K/V, held by the engine as a named export (`"<namespace>:<key>"`), so
 serving it is a page-table concatenation. Under the "prefix" encoding an entry extends its
-parent (the module before it in the prompt): its export holds the whole chain, sharing the
-parent's pages, and counts only its own pages against the budget. Entries are evicted least
-recently used first, but never while a live context pinned them and never before their
-children (who hold their pages anyway).
+parent (the module before it in the prompt): it was computed attending to the parent's chain,
+and its export holds its own tokens only (saved as a token range of the computing context, pages
+shared), so a prompt attaches the chain's entries in order. Each entry counts its own pages
+against the budget. Entries are evicted least recently used first, but never while a live
+context pinned them and never before their children (who need them).
 
-With a `disk_dir`, every new entry is also written to a safetensors file (its own tokens,
-positions and K/V; written to a temporary file, then renamed) named after a format version, the
-engine's fingerprint and dtype, and the module key. The module key hashes the module's tokens and
-positions, so a changed text or model can never read a stale file: it looks for another name.
-Files are checked again on load (format, fingerprint, key, parent, tokens, positions, shape); a
+With a `disk_dir`, every new entry is also written to a safetensors file (see `files`); a
 corrupt or mismatched file is skipped with a `ModuleStoreWarning`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
-import uuid
 import warnings
 import weakref
 from collections import OrderedDict
@@ -30,18 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
-import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+
+from asynclm.promptcache.files import FORMAT_VERSION, ModuleFiles
 
 if TYPE_CHECKING:
     from asynclm.engine.context import Context
     from asynclm.engine.engine import Engine
+    from asynclm.engine.exports import Exports
 
 __all__ = ["FORMAT_VERSION", "ModuleStore", "ModuleStoreWarning", "StoreEntry", "StoreStats"]
-
-FORMAT_VERSION = "1"
-_SUFFIX = ".safetensors"
 
 # Namespaces in use per engine, so two stores on one engine never share export names.
 _NAMESPACES: weakref.WeakKeyDictionary[Engine, set[str]] = weakref.WeakKeyDictionary()
@@ -57,7 +49,7 @@ class StoreEntry:
 
     Attributes:
         key: The module key ("modular": content key; "prefix": prefix key).
-        name: The engine export holding its K/V (and its parents', under "prefix").
+        name: The engine export holding its own tokens' K/V.
         parent: Key of the entry it extends ("prefix" encoding), or None.
         num_tokens: The module's own tokens.
         nbytes: KV memory charged to the entry: its own pages.
@@ -106,16 +98,16 @@ class ModuleStore:
         namespace: str | None = None,
     ) -> None:
         self.engine = engine
-        page_tokens = engine.pool.page_size
-        self.bytes_per_token = engine.config.kv_bytes_per_token * engine.kv.data.element_size() // 4
-        pool_bytes = engine.pool.num_pages * page_tokens * self.bytes_per_token
-        self.memory_bytes = pool_bytes // 2 if memory_bytes is None else memory_bytes
+        self.exports = engine.exports
+        self.memory_bytes = engine.kv.nbytes // 2 if memory_bytes is None else memory_bytes
         if self.memory_bytes < 0:
             raise ValueError(f"memory_bytes must be >= 0, got {memory_bytes}")
         self.namespace = _claim_namespace(engine, namespace)
         self.disk_dir = None if disk_dir is None else Path(disk_dir)
+        self.files: ModuleFiles | None = None
         if self.disk_dir is not None:
             self.disk_dir.mkdir(parents=True, exist_ok=True)
+            self.files = ModuleFiles(self.disk_dir, engine.fingerprint, str(engine.kv.dtype))
         self._entries: OrderedDict[str, StoreEntry] = OrderedDict()  # oldest use first
         weakref.finalize(self, _close, engine, self.namespace, self._entries)
         self._children: dict[str, set[str]] = {}
@@ -178,10 +170,6 @@ class ModuleStore:
             self._pins[id(owner)] = (ref, pinned)
         pinned.update(keys)
 
-    def unpin(self, owner: object) -> None:
-        """Drop `owner`'s pins."""
-        self._pins.pop(id(owner), None)
-
     def pinned(self) -> set[str]:
         """Keys pinned by live owners (lapsed pins are forgotten)."""
         keys: set[str] = set()
@@ -203,7 +191,8 @@ class ModuleStore:
         parent: str | None = None,
         owner: object | None = None,
     ) -> StoreEntry:
-        """Keep `ctx`'s K/V as the entry `key` (and write it to disk); pages are shared.
+        """Keep the K/V of `ctx`'s last `num_tokens` tokens as the entry `key` (and write them
+        to disk); pages are shared with `ctx`.
 
         Args:
             key: The module key.
@@ -217,7 +206,7 @@ class ModuleStore:
         """
         entry = self._entries.get(key)
         if entry is None:
-            ctx.save(self.name(key), overwrite=True)
+            ctx.save(self.name(key), start=ctx.num_cached - num_tokens, overwrite=True)
             entry = self._add(key, parent, num_tokens)
             await self._write(entry)
         if owner is not None:
@@ -226,10 +215,9 @@ class ModuleStore:
         return entry
 
     def _add(self, key: str, parent: str | None, num_tokens: int) -> StoreEntry:
-        page = self.engine.pool.page_size
-        pages = -(-num_tokens // page) + (parent is not None)  # + the parent's copied last page
-        nbytes = pages * page * self.bytes_per_token
-        entry = StoreEntry(key, self.name(key), parent, num_tokens, nbytes)
+        name = self.name(key)
+        nbytes = self.exports.open(name).num_pages * self.engine.kv.page_bytes
+        entry = StoreEntry(key, name, parent, num_tokens, nbytes)
         self._entries[key] = entry
         self._nbytes += entry.nbytes
         if parent is not None:
@@ -261,14 +249,12 @@ class ModuleStore:
         self._children.pop(key, None)
         if entry.parent is not None:
             self._children.get(entry.parent, set()).discard(key)
-        if self.engine.has_export(entry.name):
-            self.engine.drop_export(entry.name)
+        _drop(self.exports, entry)
 
     def clear(self) -> None:
         """Drop every entry from memory (contexts using them keep their pages); disk stays."""
         for entry in self._entries.values():
-            if self.engine.has_export(entry.name):
-                self.engine.drop_export(entry.name)
+            _drop(self.exports, entry)
         self._entries.clear()
         self._children.clear()
         self._pins.clear()
@@ -277,12 +263,7 @@ class ModuleStore:
     # ---- disk --------------------------------------------------------------------------------
     def path(self, key: str) -> Path | None:
         """The file of `key` for this engine's model (None without a `disk_dir`)."""
-        if self.disk_dir is None:
-            return None
-        h = hashlib.blake2b(digest_size=20, person=b"pc-store")
-        for part in (FORMAT_VERSION, self.engine.fingerprint, str(self.engine.kv.data.dtype), key):
-            h.update(part.encode() + b"\x00")
-        return self.disk_dir / (h.hexdigest() + _SUFFIX)
+        return None if self.files is None else self.files.path(key)
 
     async def load(
         self,
@@ -302,14 +283,15 @@ class ModuleStore:
             parent: The entry it extends; it must be in memory ("prefix" chains load in order).
             owner: Pins the entry (see `pin`).
         """
-        path = self.path(key)
-        if path is None or (parent is not None and parent not in self._entries):
+        files = self.files
+        if files is None or (parent is not None and parent not in self._entries):
             return None
+        path = files.path(key)
         if not await anyio.to_thread.run_sync(path.exists):
             return None
+        shape = self.engine.kv.values_shape(len(tokens))
         try:
-            meta, saved = await anyio.to_thread.run_sync(_read_file, path)
-            kv = self._check_file(meta, saved, key, tokens, positions, parent)
+            kv = await anyio.to_thread.run_sync(files.read, key, parent, tokens, positions, shape)
         except Exception as exc:  # any unreadable file is a miss, never a crash
             self._disk_errors += 1
             warnings.warn(
@@ -318,7 +300,7 @@ class ModuleStore:
             return None
         entry = self._entries.get(key)
         if entry is None:  # not loaded by someone else while the file was read
-            self._import(key, list(tokens), list(positions), kv, parent)
+            self.exports.import_kv(self.name(key), tokens, positions, kv, overwrite=True)
             entry = self._add(key, parent, len(tokens))
             self._disk_loads += 1
         if owner is not None:
@@ -326,83 +308,17 @@ class ModuleStore:
         self.trim()
         return entry
 
-    def _check_file(
-        self,
-        meta: dict[str, str],
-        saved: dict[str, torch.Tensor],
-        key: str,
-        tokens: Sequence[int],
-        positions: Sequence[int],
-        parent: str | None,
-    ) -> torch.Tensor:
-        """The file's K/V, or ValueError saying why the file does not fit."""
-        expected = {
-            "format": FORMAT_VERSION,
-            "fingerprint": self.engine.fingerprint,
-            "dtype": str(self.engine.kv.data.dtype),
-            "key": key,
-            "parent": parent or "",
-        }
-        for field, value in expected.items():
-            if meta.get(field) != value:
-                raise ValueError(f"{field} is {meta.get(field)!r}, expected {value!r}")
-        same = saved["tokens"].tolist() == list(tokens)
-        if not same or saved["positions"].tolist() != list(positions):
-            raise ValueError("its tokens or positions differ from the module's")
-        cfg = self.engine.config
-        shape = (cfg.num_layers, 2, len(tokens), cfg.num_kv_heads, cfg.head_dim)
-        kv = saved["kv"]
-        if tuple(kv.shape) != shape:
-            raise ValueError(f"K/V of shape {tuple(kv.shape)}, expected {shape}")
-        return kv
-
-    def _import(
-        self,
-        key: str,
-        tokens: list[int],
-        positions: list[int],
-        kv: torch.Tensor,
-        parent: str | None,
-    ) -> None:
-        name = self.name(key)
-        if parent is None:
-            self.engine.import_kv(name, tokens, positions, kv, overwrite=True)
-            return
-        segment = name + ":segment"
-        self.engine.import_kv(segment, tokens, positions, kv, overwrite=True)
-        try:
-            ctx = self.engine.context()
-            try:
-                ctx.attach(self.name(parent))
-                ctx.attach(segment)
-                ctx.save(name, overwrite=True)
-            finally:
-                ctx.release()
-        finally:
-            self.engine.drop_export(segment)
-
     async def _write(self, entry: StoreEntry) -> None:
-        path = self.path(entry.key)
-        if path is None:
+        if self.files is None:
             return
-        tokens, positions, kv = self.engine.export_kv(entry.name)
-        n = entry.num_tokens
-        tensors = {
-            "tokens": torch.tensor(tokens[-n:], dtype=torch.int64),
-            "positions": torch.tensor(positions[-n:], dtype=torch.int64),
-            "kv": kv[:, :, -n:].contiguous(),
-        }
-        meta = {
-            "format": FORMAT_VERSION,
-            "fingerprint": self.engine.fingerprint,
-            "dtype": str(self.engine.kv.data.dtype),
-            "key": entry.key,
-            "parent": entry.parent or "",
-        }
+        tokens, positions, kv = self.exports.export_kv(entry.name)
         try:
-            await anyio.to_thread.run_sync(_write_file, path, tensors, meta)
+            await anyio.to_thread.run_sync(
+                self.files.write, entry.key, entry.parent, tokens, positions, kv
+            )
         except OSError as exc:  # a full disk costs the warm start, not the request
             self._disk_errors += 1
+            path = self.files.path(entry.key)
             warnings.warn(f"could not write {path}: {exc}", ModuleStoreWarning, stacklevel=2)
             return
         self._disk_writes += 1
@@ -428,22 +344,11 @@ def _claim_namespace(engine: Engine, namespace: str | None) -> str:
 def _close(engine: Engine, namespace: str, entries: dict[str, StoreEntry]) -> None:
     """A store was garbage-collected: free its exports and its namespace."""
     for entry in entries.values():
-        if engine.has_export(entry.name):
-            engine.drop_export(entry.name)
+        _drop(engine.exports, entry)
     entries.clear()
     _NAMESPACES.get(engine, set()).discard(namespace)
 
 
-def _read_file(path: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        return meta, {name: f.get_tensor(name) for name in ("tokens", "positions", "kv")}
-
-
-def _write_file(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _drop(exports: Exports, entry: StoreEntry) -> None:
+    if exports.has(entry.name):
+        exports.drop(entry.name)

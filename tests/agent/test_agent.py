@@ -15,7 +15,7 @@ from asynclm.agent import (
     TextDelta,
     tool,
 )
-from asynclm.backends.scripted import Timing, TurnState, scripted_engine
+from asynclm.backends.scripted import Timing, TurnState, replay, scripted_engine
 from tests.agent.scripts import FAST, engine_for, sleeper
 
 pytestmark = pytest.mark.anyio
@@ -116,6 +116,15 @@ async def test_duplicate_ids_are_refused() -> None:
     result = await Agent([slow], model=engine_for(*script)).run("go")
     assert [c.ok for c in result.calls] == [True, False]
     assert "duplicate call id" in (result.calls[1].error or "")
+
+
+async def test_a_call_named_like_a_runtime_id_is_refused() -> None:
+    slow = sleeper("slow", 0.0, result="real")
+    script = ("[CALL] user [HEAD] slow() [END]", "[CALL] a [HEAD] slow() [END]", "[TRAP][END]", "x")
+    result = await Agent([slow], model=engine_for(*script)).run("go")
+    assert [(c.id, c.ok) for c in result.calls] == [("error", False), ("a", True)]
+    assert "call id 'user' is reserved" in (result.calls[0].error or "")
+    assert result.calls[1].result == "real"
 
 
 async def test_failing_slow_and_huge_tools_are_reported() -> None:
@@ -231,8 +240,7 @@ async def test_cancelling_a_run_cancels_its_tools_and_frees_everything() -> None
 
 
 async def test_trace_exports_and_gantt(tmp_path) -> None:
-    from asynclm.agent.gantt import draw_gantt
-    from asynclm.agent.trace import Trace
+    from asynclm.trace import Trace, draw_gantt
 
     slow = sleeper("slow", 0.02)
     result = await Agent([slow], model=engine_for(*TWO_CALLS)).run("go")
@@ -267,3 +275,12 @@ async def test_system_prompt_and_tool_docs_come_from_the_prompt_cache() -> None:
     await second.run("question three")
     stats = second.prompt_cache.stats
     assert stats.hits >= 2 and stats.computed_tokens < 2 * computed
+
+
+async def test_a_replayed_script_ignores_what_happens() -> None:
+    slow = sleeper("slow", 0.0, result="ignored")
+    script = "[CALL] a [HEAD] slow() [END] Done without waiting."
+    result = await Agent([slow], model=scripted_engine(replay(script), timing=FAST)).run("go")
+    assert result.output == "Done without waiting."  # the script goes on across the interrupt
+    assert re.sub(r"\[INTR\].*?\[END\]", "", result.transcript) == script
+    assert result.calls[0].ok and result.usage.interrupts == 1

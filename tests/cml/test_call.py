@@ -1,11 +1,13 @@
 """Call bodies: parsing with ast, binding to parameters, validating with jsonschema."""
 
+import jsonschema
 import pytest
 
 from asynclm.cml import (
     CallArgumentError,
     CallSyntaxError,
     ParsedCall,
+    SchemaValidator,
     bind_arguments,
     parse_call,
     validate_arguments,
@@ -161,3 +163,13 @@ def test_invalid_schema_is_a_plain_value_error():
     with pytest.raises(ValueError, match="invalid tool schema") as info:
         validate_arguments({}, {"type": "dict"})
     assert not isinstance(info.value, CallArgumentError)
+
+
+def test_schema_validator_is_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    validator = SchemaValidator(WEATHER)
+    # Validating must not check the schema or build a validator again: take the class away.
+    monkeypatch.setattr(jsonschema, "Draft202012Validator", None)
+    for days in (1, 2, 3):
+        assert validator({"city": "Paris", "days": days}) == {"city": "Paris", "days": days}
+    with pytest.raises(CallArgumentError, match="'city' is a required property"):
+        validator({"days": 0})

@@ -72,7 +72,7 @@ async def test_real_model_matches_transformers_gguf() -> None:
 
     from asynclm.engine.loader import smollm2_gguf_path
 
-    engine = Engine.load("smollm2-135m", device="cpu")
+    engine = Engine.load("smollm2-135m", adapter=None, device="cpu")  # the plain GGUF weights
     path = smollm2_gguf_path()
     ref_model = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True
@@ -94,7 +94,7 @@ async def test_fragmented_pages_attend_exactly(
     """A context's pages interleaved with another's (one page each time): a few runs merged by
     log-sum-exp, a dense range read in place under a mask, or gathered keys all match
     transformers."""
-    from asynclm.engine.scheduler import attention_layout
+    from asynclm.engine.batch_layout import attention_layout
 
     tokens = _tokens(total + 20, seed=7)
     ctx, other = engine.context(), engine.context()
@@ -104,7 +104,7 @@ async def test_fragmented_pages_attend_exactly(
         other.append(_tokens(3, seed=start))  # one page of 4
         await other.flush()
     ours = await ctx.forward(tokens[total:])
-    kv_range, _, runs = attention_layout(ctx._seq.slot_tensor(engine.device), 20)
+    kv_range, _, runs = attention_layout(torch.tensor(ctx.slots), 20)
     taken = "runs" if runs else ("dense" if kv_range is not None else "gather")
     assert taken == path
     assert (ours - hf_logits(twin, tokens)[total:]).abs().max().item() < 1e-4
@@ -112,7 +112,7 @@ async def test_fragmented_pages_attend_exactly(
 
 async def test_new_tokens_spanning_separate_runs_attend_exactly(engine: Engine, twin) -> None:
     """Runs merged by log-sum-exp, with queries that see nothing of a later run."""
-    from asynclm.engine.scheduler import attention_layout
+    from asynclm.engine.batch_layout import attention_layout
 
     tokens = _tokens(16, seed=9)
     ctx, other = engine.context(), engine.context()
@@ -121,6 +121,6 @@ async def test_new_tokens_spanning_separate_runs_attend_exactly(engine: Engine, 
     other.append([7, 8])  # takes the next page
     await other.flush()
     ours = await ctx.forward(tokens[10:])  # 2 tokens fill ctx's page, 4 go to a later page
-    _, _, runs = attention_layout(ctx._seq.slot_tensor(engine.device), 6)
+    _, _, runs = attention_layout(torch.tensor(ctx.slots), 6)
     assert len(runs) == 2 and runs[1].empty is not None
     assert (ours - hf_logits(twin, tokens)[10:]).abs().max().item() < 1e-4

@@ -1,4 +1,4 @@
-"""The page allocator and page tables, alone (no torch)."""
+"""The page allocator and page tables, alone (no torch: see test_policy.py)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from asynclm.engine.pages import PagePool, PageTable, PoolExhaustedError
-
-
-def test_module_has_no_torch_dependency() -> None:
-    import asynclm.engine.pages as pages
-
-    assert "torch" not in pages.__dict__
-    with open(pages.__file__) as f:
-        src = f.read()
-    assert "import torch" not in src
 
 
 def test_allocate_release_refcounts() -> None:
@@ -94,6 +85,29 @@ def test_extend_concatenates_without_copy() -> None:
     assert plan.copies and a.slots[:3] == [0, 1, 2]
 
 
+def test_a_token_range_shares_whole_pages_and_copies_a_split_one() -> None:
+    pool = PagePool(8, 4)
+    t = PageTable(4)
+    t.plan_append(pool, 10)  # pages 0, 1 (full), 2 (2 of 4)
+    aligned, copies = t.share_range(pool, 4, 10)
+    assert (aligned.pages, aligned.fills, copies) == ([1, 2], [4, 2], [])
+    split, copies = t.share_range(pool, 6, 9)  # starts inside page 1: its part is copied
+    assert split.pages == [3, 2] and split.fills == [2, 1]
+    assert copies == [(6, 12), (7, 13)] and split.slots == [12, 13, 8]
+    assert [pool.refcount(p) for p in range(4)] == [1, 2, 3, 1]
+    with pytest.raises(ValueError, match="no token range"):
+        t.share_range(pool, 5, 11)
+
+
+def test_a_split_range_needs_a_free_page_and_changes_nothing_without_one() -> None:
+    pool = PagePool(2, 4)
+    t = PageTable(4)
+    t.plan_append(pool, 8)
+    with pytest.raises(PoolExhaustedError):
+        t.share_range(pool, 2, 8)
+    assert [pool.refcount(p) for p in t.pages] == [1, 1]
+
+
 class _Simulation:
     """Page tables plus simulated KV contents: what each table reads back must be what was
     written to it, whatever the sharing."""
@@ -148,6 +162,16 @@ class _Simulation:
             self.tables[name].extend(self.pool, self.tables[other])
             self.expected[name] += self.expected[other]
 
+    def _range(self, name: int, n: int) -> None:
+        table, expected = self.tables[name], self.expected[name]
+        start = n % (table.num_tokens + 1)
+        end = start + (table.num_tokens - start) * n // 12
+        part, copies = table.share_range(self.pool, start, end)
+        for src, dst in copies:
+            assert self.pool.refcount(dst // self.page_size) == 1  # written only when private
+            self.kv[dst] = self.kv[src]
+        self._add(part, expected[start:end])
+
     def _release(self, name: int, n: int) -> None:
         self.tables.pop(name).release(self.pool)
         del self.expected[name]
@@ -157,7 +181,7 @@ class _Simulation:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["append", "fork", "truncate", "extend", "release"]),
+            st.sampled_from(["append", "fork", "truncate", "extend", "range", "release"]),
             st.integers(0, 9),
             st.integers(0, 12),
         ),

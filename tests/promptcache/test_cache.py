@@ -15,6 +15,7 @@ from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
 from asynclm.engine.loader import LoadedModel, load_model
 from asynclm.engine.pages import PoolExhaustedError
+from asynclm.engine.policy import BatchPolicy
 from asynclm.promptcache import (
     Encoding,
     Module,
@@ -275,6 +276,27 @@ async def test_disk_round_trip_starts_a_second_engine_warm(
     assert await cached_greedy(warm, TOKYO_TRIP) == await cached_greedy(cold, TOKYO_TRIP)
 
 
+async def test_a_prefix_chain_is_stored_module_by_module(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each entry holds its own tokens only, and writing the chain to disk reads each module's
+    K/V out of the pool once (not the whole chain per module)."""
+    read: list[int] = []
+    read_slots = engine.kv.read_slots
+    monkeypatch.setattr(engine.kv, "read_slots", lambda s: read.append(len(s)) or read_slots(s))
+    cache = PromptCache(engine, disk_dir=tmp_path)
+    cache.register(travel("prefix"))
+    await cached_logits(cache, TOKYO_TRIP)
+    entries = cache.store.entries
+    assert len(entries) == 4 and sorted(read) == sorted(e.num_tokens for e in entries)
+    for entry in entries:
+        export = engine.exports.open(entry.name)
+        assert export.num_tokens == entry.num_tokens
+        assert entry.nbytes == export.num_pages * engine.kv.page_bytes
+    cache.clear()
+    assert engine.pool.num_used == 0
+
+
 async def test_lru_eviction_under_a_small_budget(engine: Engine) -> None:
     probe = PromptCache(engine)
     probe.register(travel("modular"))
@@ -443,9 +465,10 @@ async def test_pool_exhaustion_is_raised_plainly_and_leaks_nothing(
     tiny: LoadedModel, encoding: Encoding
 ) -> None:
     engine = Engine.from_loaded(tiny, num_pages=12, page_size=4)
+    engine.scheduler.policy = BatchPolicy(pool_wait_seconds=0.05)  # nothing else will free pages
     cache = PromptCache(engine)
     cache.register(travel(encoding))
-    with pytest.raises(PoolExhaustedError):
+    with pytest.raises(PoolExhaustedError, match=r"waited 0\.[01] s for other contexts"):
         await cache.context(TOKYO_TRIP)
     cache.clear()
     assert engine.pool.num_used == 0 and engine.export_names() == []

@@ -6,8 +6,8 @@ import zoneinfo
 
 import pytest
 
-from asynclm.agent.tool import ToolError
 from asynclm.cml.call import CallArgumentError
+from asynclm.tooling import ToolError
 from asynclm.tools.clock import MAX_SLEEP_SECONDS, now, sleep
 
 

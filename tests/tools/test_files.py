@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from asynclm.agent.tool import Tool, ToolError
+from asynclm.tooling import Tool, ToolError
 from asynclm.tools.files import MAX_LIST_ENTRIES, PathNotAllowedError, make_file_tools
 
 

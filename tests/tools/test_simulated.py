@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from asynclm.agent.tool import ToolDefinitionError
 from asynclm.cml.call import CallArgumentError
+from asynclm.tooling import ToolDefinitionError
 from asynclm.tools.simulated import fnv1a_32, simulated, simulated_latency
 
 BFCL_DOC = {
@@ -74,6 +74,8 @@ async def test_openai_doc_and_validation() -> None:
 async def test_latency_is_slept_and_scaled() -> None:
     tool = simulated(OPENAI_DOC, latency_scale=0.1)
     expected = simulated_latency("get_weather") * 0.1
+    assert tool.latency == expected  # stated in the tool's documentation
+    assert simulated(OPENAI_DOC, latency=0.3).latency == 0.3
     start = time.monotonic()
     await tool.invoke({"city": "Paris"})
     elapsed = time.monotonic() - start

@@ -1,0 +1,82 @@
+"""How each sequence of a ragged batch attends to the KV pool.
+
+A sequence's keys are the slots its page table names, in order. Attention reads the pool in
+place when it can: one contiguous run (plain causal), a few runs (attended one by one and merged
+exactly, e.g. a cached prompt module plus the question), or a dense slot range with a mask
+hiding other sequences' slots; otherwise its keys are gathered. Single-token decode steps of
+several sequences are padded into one decode group and attended in one call.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import Tensor
+
+from asynclm.engine.model import DecodeGroup, KeyRun, causal_mask
+
+DECODE_GROUP_MAX_KEYS = 1024  # longer contexts decode alone, in place, rather than padded+copied
+_DENSE_RANGE = 1.5  # attend in place when the slot range is at most this much larger
+_MAX_RUNS = 16  # at most this many contiguous runs are attended one by one and merged
+
+
+def attention_layout(
+    slots: Tensor, n: int
+) -> tuple[tuple[int, int] | None, Tensor | None, tuple[KeyRun, ...]]:
+    """How a sequence attends: `(kv_range, mask, runs)`.
+
+    Query i of the n new tokens (the last n of `slots`) sees the keys [0, L - n + i] in the
+    sequence's order.
+    """
+    length = slots.numel()
+    lo, hi = int(slots.min()), int(slots.max()) + 1
+    breaks = (slots[1:] - slots[:-1] != 1).nonzero().flatten().tolist() if length > 1 else []
+    if not breaks:
+        return (lo, hi), causal_mask(n, length, slots.device), ()
+    if len(breaks) < _MAX_RUNS and slots.device.type == "cpu":
+        return None, None, key_runs(slots, n, breaks)
+    if hi - lo > _DENSE_RANGE * length:
+        return None, causal_mask(n, length, slots.device), ()
+    rank = torch.full((hi - lo,), -1, dtype=torch.long, device=slots.device)
+    rank[slots - lo] = torch.arange(length, device=slots.device)
+    limit = torch.arange(length - n, length, device=slots.device)  # last key each query sees
+    return (lo, hi), (rank[None, :] >= 0) & (rank[None, :] <= limit[:, None]), ()
+
+
+def key_runs(slots: Tensor, n: int, breaks: list[int]) -> tuple[KeyRun, ...]:
+    """The contiguous runs of `slots` (split after each index in `breaks`), with the causal
+    bias of the n new tokens inside the runs they only partly see."""
+    length = slots.numel()
+    first_new = length - n
+    bounds = [0, *(b + 1 for b in breaks), length]
+    runs = []
+    for start, end in itertools.pairwise(bounds):
+        lo = int(slots[start])
+        if end <= first_new + 1:  # only keys every new token sees
+            runs.append(KeyRun(lo, lo + end - start))
+            continue
+        ranks = torch.arange(start, end, device=slots.device)
+        limit = torch.arange(first_new, length, device=slots.device)
+        visible = ranks[None, :] <= limit[:, None]  # [n, run]: causal inside the run
+        bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))
+        empty = ~visible.any(-1)
+        runs.append(KeyRun(lo, lo + end - start, bias, empty if bool(empty.any()) else None))
+    return tuple(runs)
+
+
+def decode_group(single: list[tuple[int, Tensor]], device: torch.device) -> DecodeGroup | None:
+    """Pad the KV slots of single-token steps, `(row, slots)`, into one [B, L] index + mask."""
+    if not single:
+        return None
+    lengths = [slots.numel() for _, slots in single]
+    longest = max(lengths)
+    index = torch.zeros(len(single), longest, dtype=torch.long, device=device)
+    for i, (_, slots) in enumerate(single):
+        index[i, : slots.numel()] = slots
+    mask = None
+    if min(lengths) != longest:
+        ar = torch.arange(longest, device=device)
+        mask = (ar[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
+    rows = torch.tensor([r for r, _ in single], dtype=torch.long, device=device)
+    return DecodeGroup(rows, index, mask)
