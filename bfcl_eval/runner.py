@@ -2,8 +2,13 @@
 
 Each entry's function documents become `simulated` tools (the agent's tool docs, which Prompt
 Cache keeps as modules) with the latency model's delays; the agent runs the entry's question
-in the requested mode on the shared engine; the run's CML calls are decoded and checked by the
-AST checker; the record keeps the latency, the verdict, token counts and the ideal bound.
+in the requested mode on the shared engine or on a served model (`backend`, an `openai:URL`);
+the run's CML calls are decoded and checked by the AST checker; the record keeps the latency,
+the verdict, token counts, the ideal bound and, on a server, what its stream restarts cost.
+
+Where the text comes from: a real model; the oracle on the scripted model (`model="oracle"`);
+or the oracle's text forced onto a real model (`forced`: every token a real forward, the
+oracle's calls; `asynclm.backends.forced`), which compares places and modes like with like.
 """
 
 from __future__ import annotations
@@ -25,20 +30,11 @@ from asynclm.bfcl_eval.tasks import (
 )
 from asynclm.trace.schedule import Step, ideal_makespan
 
-__all__ = ["ORACLE", "Runner", "Settings", "shipped_adapter"]
+__all__ = ["ORACLE", "Runner", "Settings"]
 
 ORACLE = "oracle"
 ORACLE_MAX_TOKENS = 8192  # the oracle stops by itself; never cut it short
 CONSTRAINED_MAX_CALLS = 16  # the grammar's cap on calls per turn (BFCL tasks need at most 13)
-
-
-def shipped_adapter() -> str | None:
-    """The fine-tuned CML adapter `--adapter auto` uses with the default model.
-
-    The hook for the fine-tuning work: return the shipped adapter's folder here once one
-    exists. Until then the default model runs untuned (and constrained, see `Settings`).
-    """
-    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +44,8 @@ class Settings:
     Attributes:
         model: "oracle" or a model preset/path (default "smollm2-135m").
         adapter: A LoRA adapter folder for the model, or None.
+        backend: An `openai:URL` serving the model, or None for the local engine.
+        forced: The oracle's text forced onto the real model (local or served).
         latency: The simulated tools' latency model.
         cheat_sheet: Put the ground-truth calls in the prompt.
         constrained: Hold the model to the protocol with a grammar (untuned models).
@@ -59,6 +57,8 @@ class Settings:
 
     model: str = "smollm2-135m"
     adapter: str | None = None
+    backend: str | None = None
+    forced: bool = False
     latency: LatencyModel = field(default_factory=LatencyModel)
     cheat_sheet: bool = False
     constrained: bool = False
@@ -67,15 +67,30 @@ class Settings:
     prefill_rate: float = 1000.0
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        problems = []
+        if self.model == ORACLE and self.backend:
+            problems.append(
+                "the scripted oracle runs on the local engine; with a backend use "
+                "the oracle forced onto the served model (forced=True)"
+            )
+        if self.model == ORACLE and self.forced:
+            problems.append("forced=True forces the oracle onto a real model, not 'oracle'")
+        if self.constrained and (self.backend or self.forced):
+            problems.append("constrained decoding needs the local engine and a free model")
+        if problems:
+            raise ValueError("; ".join(problems))
+
     @property
     def is_oracle(self) -> bool:
-        return self.model == ORACLE
+        """The oracle's text: on the scripted model, or forced onto a real one."""
+        return self.model == ORACLE or self.forced
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready, for the summary and the resumable record file's header."""
         data = asdict(self)
         data["latency"] = self.latency.describe()
-        if not self.is_oracle:  # the oracle's rates do not apply to a real model
+        if self.model != ORACLE:  # the oracle's rates apply to the scripted model only
             data.pop("token_rate")
             data.pop("prefill_rate")
         return data
@@ -94,19 +109,25 @@ def short_result(name: str) -> Any:
 
 
 class Runner:
-    """Runs tasks on one engine: the oracle (scripted, real engine) or a real model."""
+    """Runs tasks in one place: the scripted oracle, a real model, or a served one."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.oracle: Oracle | None = None
-        self.engine = self._engine()
+        self.oracle: Oracle | None = Oracle() if settings.is_oracle else None
+        self.engine: Any = None
+        self.backend: Any = None
+        if settings.backend:
+            from asynclm.backends.remote import RemoteBackend
+
+            self.backend = RemoteBackend(settings.backend)
+        else:
+            self.engine = self._engine()
 
     def _engine(self) -> Any:
-        if self.settings.is_oracle:
+        if self.settings.model == ORACLE:
             from asynclm.backends.scripted import Timing, scripted_engine
             from asynclm.cml.tokens import MARKERS
 
-            self.oracle = Oracle()
             timing = Timing(1 / self.settings.token_rate, 1 / self.settings.prefill_rate)
             engine = scripted_engine(self.oracle, timing=timing)
             engine.add_special_tokens(MARKERS)  # as a CML-tuned model has them
@@ -115,28 +136,73 @@ class Runner:
 
         return Engine.load(self.settings.model, self.settings.adapter)
 
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer (the server's model's, once connected)."""
+        return (self.backend or self.engine).tokenizer
+
     async def run(self, task: Task, mode: str) -> tuple[dict[str, Any], Any]:
         """Runs one task in one mode; returns its record and the `RunResult`."""
-        from asynclm.agent.agent import Agent
-
         latency = latencies(task, self.settings.latency, seed=self.settings.seed)
         if self.oracle is not None:
             self.oracle.use(task, latency)
-        agent = Agent(
-            self._tools(task, latency),
-            mode=mode,  # type: ignore[arg-type]
-            model=self.engine,
-            system="\n\n".join(filter(None, [INSTRUCTIONS, task.system])),
-            max_tokens=ORACLE_MAX_TOKENS if self.oracle else self.settings.max_tokens,
-            constrained=self.settings.constrained and bool(task.entry.functions),
-            max_calls=CONSTRAINED_MAX_CALLS,
-        )
+        agent = self._agent(task, mode, latency)
         await agent.warm()  # the system prompt and tool docs are cached before the clock starts
         prompt = task.prompt
         if self.settings.cheat_sheet:
             prompt += "\n\n" + cheat_sheet(task)
-        result = await agent.run(prompt)
-        return self._record(task, mode, result, latency), result
+        before = len(self.backend.stats.submissions) if self.backend else 0
+        if self.settings.forced:
+            result = await self._forced_run(agent, prompt)
+        else:
+            result = await agent.run(prompt)
+        record = self._record(task, mode, result, latency)
+        if self.backend is not None:
+            from asynclm.backends.remote.stats import summarize
+
+            record["server"] = summarize(self.backend.stats.submissions[before:])
+        return record, result
+
+    def _agent(self, task: Task, mode: str, latency: Mapping[str, float]) -> Any:
+        from asynclm.agent.agent import Agent
+
+        place: dict[str, Any] = {"backend": self.backend} if self.backend else {}
+        if self.engine is not None:
+            place["model"] = self.engine
+        return Agent(
+            self._tools(task, latency),
+            mode=mode,  # type: ignore[arg-type]
+            system="\n\n".join(filter(None, [INSTRUCTIONS, task.system])),
+            max_tokens=ORACLE_MAX_TOKENS if self.oracle else self.settings.max_tokens,
+            constrained=self.settings.constrained and bool(task.entry.functions),
+            max_calls=CONSTRAINED_MAX_CALLS,
+            **place,
+        )
+
+    async def _forced_run(self, agent: Any, prompt: str) -> Any:
+        """The oracle's text forced onto the real model: a logit mask here, a grammar there."""
+        from contextlib import asynccontextmanager
+        from dataclasses import replace
+
+        from asynclm.agent.run import AgentRun
+        from asynclm.backends.forced import ForcedTrace
+
+        live: list[Any] = []
+
+        @asynccontextmanager
+        async def open_context(text: str) -> Any:
+            async with agent.open_context(text) as ctx:
+                live.append(ctx)
+                yield ctx
+
+        tokenizer = self.tokenizer
+
+        def context_text() -> str:  # read by the local mask only (a server gets a grammar)
+            return str(tokenizer.decode(live[-1].context.tokens))
+
+        forced = ForcedTrace(self.oracle, tokenizer, context_text)
+        spec = replace(agent.run_spec(), open_context=open_context, make_constraint=lambda: forced)
+        return await AgentRun(spec, prompt).execute()
 
     def _tools(self, task: Task, latency: Mapping[str, float]) -> list[Any]:
         from asynclm.tools.simulated import simulated
@@ -196,16 +262,21 @@ class Runner:
         `ideal_at_measured_s` is the same bound at the speeds measured in the run (the runtime's
         own work per step included), which separates scheduling from per-step overhead.
         """
-        tokens = self.engine.tokenizer.encode
-        blocks = [[len(tokens(call_block(c))) for c in chain] for chain in task.chains]
+        encode = self.tokenizer.encode
+        # the model writes each block's markers as their special tokens
+        blocks = [
+            [len(encode(call_block(c), special=True)) for c in chain] for chain in task.chains
+        ]
         measured = _measured_speeds(result.timeline)
         if self.oracle is not None:
+            answer = len(encode(self.oracle.answer()))
+        else:
+            answer = len(encode(result.output)) if result.output else 0
+        if self.settings.model == ORACLE:
             t_token = 1 / self.settings.token_rate
             speeds = (t_token, result.usage.prompt_tokens / self.settings.prefill_rate + t_token)
-            answer = len(tokens(self.oracle.answer()))
         else:
             speeds = measured
-            answer = len(tokens(result.output)) if result.output else 0
         return {
             "ideal_s": _ideal(task, blocks, latency, *speeds, answer),
             "ideal_at_measured_s": _ideal(task, blocks, latency, *measured, answer),

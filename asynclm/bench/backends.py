@@ -9,7 +9,7 @@ llama-cpp-python's server on loopback and loaded by our engine (the same weights
   in vain; beside it, a cold request for the same prompt (no cache) and the steady time per
   token. On our engine the interrupt goes into the live KV: we time its next step.
 - **agent**: the scripted tasks of `bench agent` (4 parallel calls; 3 chains of 3 calls), their
-  oracle trace forced on the real model (`asynclm.bench.oracle_text`): sync and async on our
+  oracle trace forced on the real model (`asynclm.backends.forced`): sync and async on our
   engine; sync, sync-parallel and async-naive on the server; end-to-end latency, restarts, tokens
   recomputed per restart, time to first token after a restart.
 """
@@ -247,13 +247,13 @@ async def agent_section(spec: str, gguf: Path, args: argparse.Namespace) -> dict
 
 
 async def _agent_run(task: Any, mode: str, place: Any) -> Any:
-    """One run of the task's oracle trace, forced on the real model (see `oracle_text`)."""
+    """One run of the task's oracle trace forced on the real model (`asynclm.backends.forced`)."""
     from contextlib import asynccontextmanager
     from dataclasses import replace
 
     from asynclm.agent import Agent, AgentRun
+    from asynclm.backends.forced import ForcedTrace
     from asynclm.bench.agent import make_policy, make_tools
-    from asynclm.bench.oracle_text import ForcedTrace
     from asynclm.engine.engine import Engine
     from asynclm.tools.simulated import simulated_latency
 

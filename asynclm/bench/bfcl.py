@@ -35,10 +35,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="LoRA adapter: auto (the shipped fine-tuned one, when there is one), none, or DIR",
     )
     p.add_argument(
+        "--backend",
+        default=None,
+        metavar="openai:URL",
+        help="run the model served there (an OpenAI-compatible /v1/completions server, e.g. "
+        "llama.cpp's) instead of the local engine; --model and --adapter then do not apply",
+    )
+    p.add_argument(
+        "--forced-oracle",
+        action="store_true",
+        help="force the oracle's calls onto the real model (local or served): real token "
+        "costs, the same calls in every mode and place",
+    )
+    p.add_argument(
         "--constrained",
         choices=("auto", "on", "off"),
         default="auto",
-        help="hold the model to CML with a grammar; auto: on for a model without adapter",
+        help="hold the model to CML with a grammar (local engine only); auto: on for a local "
+        "model without adapter",
     )
     p.add_argument("--latency", default="fnv", help="fnv | fixed:SECONDS | uniform:LOW,HIGH")
     p.add_argument("--cheat-sheet", action="store_true", help="ground-truth calls in the prompt")
@@ -60,23 +74,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Any:
-    from asynclm.bfcl_eval.runner import ORACLE, Settings, shipped_adapter
+    from asynclm.bfcl_eval.runner import ORACLE, Settings
     from asynclm.bfcl_eval.tasks import parse_latency
+    from asynclm.engine.loader import resolve_adapter
 
     oracle = args.model == ORACLE
-    adapter = None if oracle or args.adapter == "none" else args.adapter
-    if adapter == "auto":
-        adapter = shipped_adapter()
+    backend = args.backend
+    if oracle and backend:
+        raise ValueError(
+            "--model oracle is the scripted model on the local engine; to play the oracle's "
+            "calls on a served model use --backend with --forced-oracle"
+        )
+    local_model = not oracle and not backend
+    adapter = resolve_adapter(args.model, args.adapter) if local_model else None
     if adapter is not None and not Path(adapter).is_dir():
         raise ValueError(f"--adapter {adapter}: no such folder")
     constrained = args.constrained == "on" or (
-        args.constrained == "auto" and not oracle and adapter is None
+        args.constrained == "auto" and local_model and adapter is None and not args.forced_oracle
     )
     if args.token_rate <= 0 or args.prefill_rate <= 0 or args.max_tokens < 1:
         raise ValueError("--token-rate, --prefill-rate and --max-tokens must be positive")
     return Settings(
-        model=args.model,
-        adapter=adapter,
+        model="served" if backend else args.model,
+        adapter=None if adapter is None else str(adapter),
+        backend=backend,
+        forced=args.forced_oracle,
         latency=parse_latency(args.latency),
         cheat_sheet=args.cheat_sheet,
         constrained=constrained,
@@ -233,7 +255,11 @@ def _bounds(args: argparse.Namespace, settings: Any, categories: list[str], task
 
 def _headline(settings: Any, num_tasks: int) -> str:
     model = settings.model + (f" + {settings.adapter}" if settings.adapter else "")
-    if settings.is_oracle:
+    if settings.backend:
+        model += f" by {settings.backend}"
+    if settings.forced:
+        model += ", the oracle's calls forced"
+    if settings.model == "oracle":
         model += f" ({settings.token_rate:g} tok/s, prefill {settings.prefill_rate:g} tok/s)"
     extras = [
         "cheat sheet" if settings.cheat_sheet else "",

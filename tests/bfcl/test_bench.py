@@ -77,6 +77,9 @@ def test_other_settings_do_not_mix_with_earlier_records(
         (["--latency", "slow"], "bad latency"),
         (["--categories", "multi_turn_base"], "execution"),
         (["--adapter", "/nonexistent", "--model", "smollm2-135m"], "no such folder"),
+        (["--backend", "openai:http://127.0.0.1:9", "--constrained", "on"], "local engine"),
+        (["--backend", "openai:http://127.0.0.1:9"], "--forced-oracle"),  # with --model oracle
+        (["--forced-oracle"], "not 'oracle'"),  # the scripted oracle is not a real model
     ],
 )
 def test_bad_options_are_reported(fixture_data, tmp_path, capsys, extra, message) -> None:
