@@ -75,4 +75,3 @@ def test_the_served_model_answers_on_its_own(server, fixture_data, tmp_path: Pat
     assert record["server"]["requests"] >= 1
     assert record["generated_tokens"] > 0
     assert isinstance(record["valid"], bool)  # the base model may be wrong; the checker says
-
