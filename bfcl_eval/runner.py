@@ -45,6 +45,8 @@ class Settings:
         model: "oracle" or a model preset/path (default "smollm2-135m").
         adapter: A LoRA adapter folder for the model, or None.
         backend: An `openai:URL` serving the model, or None for the local engine.
+        tokenizer: The served model's tokenizer (a transformers folder or `.gguf` file), where
+            the model path the server reports is not on this machine.
         forced: The oracle's text forced onto the real model (local or served).
         latency: The simulated tools' latency model.
         cheat_sheet: Put the ground-truth calls in the prompt.
@@ -58,6 +60,7 @@ class Settings:
     model: str = "smollm2-135m"
     adapter: str | None = None
     backend: str | None = None
+    tokenizer: str | None = None
     forced: bool = False
     latency: LatencyModel = field(default_factory=LatencyModel)
     cheat_sheet: bool = False
@@ -119,7 +122,7 @@ class Runner:
         if settings.backend:
             from asynclm.backends.remote import RemoteBackend
 
-            self.backend = RemoteBackend(settings.backend)
+            self.backend = RemoteBackend(settings.backend, tokenizer=settings.tokenizer)
         else:
             self.engine = self._engine()
 

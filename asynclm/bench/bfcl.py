@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "llama.cpp's) instead of the local engine; --model and --adapter then do not apply",
     )
     p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="with --backend: the served model's tokenizer (transformers folder or .gguf), "
+        "where the model path the server reports is not on this machine",
+    )
+    p.add_argument(
         "--forced-oracle",
         action="store_true",
         help="force the oracle's calls onto the real model (local or served): real token "
@@ -98,6 +104,7 @@ def settings_from(args: argparse.Namespace) -> Any:
         model="served" if backend else args.model,
         adapter=None if adapter is None else str(adapter),
         backend=backend,
+        tokenizer=args.tokenizer,
         forced=args.forced_oracle,
         latency=parse_latency(args.latency),
         cheat_sheet=args.cheat_sheet,
@@ -242,7 +249,7 @@ def _bounds(args: argparse.Namespace, settings: Any, categories: list[str], task
     by_category = {c: [t for t in tasks if t.entry.category == c] for c in categories}
     table = bounds_table(
         by_category,
-        lambda text: len(tokenizer.encode(text)),
+        lambda text: len(tokenizer.encode(text, special=True)),
         rates,
         prefill_rate=args.prefill_rate,
         latency=settings.latency,

@@ -28,14 +28,19 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server():
+def gguf() -> Path:
     from asynclm.engine.loader import cache_root
     from asynclm.export import export_gguf, merge
 
     path = cache_root() / "test-exports" / "smollm2-135m-cml-q8_0.gguf"
     if not path.exists():
         export_gguf(merge("smollm2-135m"), path, outtype="q8_0", progress=False)
-    with llama_cpp_server(path) as spec:
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(gguf: Path):
+    with llama_cpp_server(gguf) as spec:
         yield spec
 
 
@@ -75,3 +80,27 @@ def test_the_served_model_answers_on_its_own(server, fixture_data, tmp_path: Pat
     assert record["server"]["requests"] >= 1
     assert record["generated_tokens"] > 0
     assert isinstance(record["valid"], bool)  # the base model may be wrong; the checker says
+
+
+def test_bench_backends_runs_a_bfcl_subset_on_both_sides(
+    server, gguf: Path, fixture_data, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "backends.json"
+    argv = ["bench", "backends", "--server", server, "--gguf", str(gguf), "--sections", "bfcl"]
+    argv += ["--bfcl-category", "multistep_parallel", "--bfcl-limit", "1"]
+    assert main([*argv, "--bfcl-latency", "fixed:0.3", "--json", str(out)]) == 0
+    assert "server/async" in capsys.readouterr().out
+    section = json.loads(out.read_text())["bfcl"]
+    assert section["tasks"] == ["multistep_parallel_0"]
+    runs = section["runs"]
+    assert set(runs) == {
+        "engine/sync",
+        "engine/async",
+        "server/sync",
+        "server/sync-parallel",
+        "server/async",
+    }
+    assert all(r["accuracy"] == 1.0 for r in runs.values())  # the same forced calls everywhere
+    assert runs["server/async"]["interrupt_restarts_median"] >= 1
+    assert "requests_median" not in runs["engine/async"]  # no server on our engine
+    assert section["speedup_vs_engine_sync"]["engine/sync"] == 1.0
