@@ -69,6 +69,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default="runs/bench_bfcl.json", help="summary JSON (records beside)")
     p.add_argument("--plot", default="runs/bench_bfcl.png", help="latency/speedup figure")
     p.add_argument("--fresh", action="store_true", help="discard the records of an earlier run")
+    p.add_argument(
+        "--metrics",
+        default=None,
+        metavar="FILE",
+        help="also write each category's accuracy into this metrics JSON (a fine-tuning "
+        "run's metrics.json: bfcl.<category>.accuracy and bfcl.<category>.<mode>.accuracy)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--bounds",
@@ -226,9 +233,30 @@ def main(args: argparse.Namespace) -> int:
         "elapsed_s": time.perf_counter() - started,
     }
     write_json(args.json, results)
+    if args.metrics:
+        add_accuracies(Path(args.metrics), summary, settings.describe())
     Path(args.json).with_suffix(".md").write_text(table + "\n")
     _draw(args, records, summary, modes, example, trace_path, _headline(settings, len(tasks)))
     return 0
+
+
+def add_accuracies(path: Path, summary: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Merges each category's BFCL accuracy into a metrics JSON (created if missing).
+
+    `bfcl.<category>.accuracy` is the async mode's (the first mode's where async did not run);
+    `bfcl.<category>.<mode>.accuracy` every mode's; `bfcl.settings` how they were measured.
+    """
+    metrics = json.loads(path.read_text()) if path.exists() else {}
+    bfcl: dict[str, Any] = {"settings": settings}
+    for category, entry in summary.items():
+        modes = entry["modes"]
+        if not modes:
+            continue
+        headline = modes.get("async") or next(iter(modes.values()))
+        bfcl[category] = {"accuracy": headline["accuracy"], "tasks": entry["tasks"]}
+        bfcl[category] |= {mode: {"accuracy": m["accuracy"]} for mode, m in modes.items()}
+    metrics["bfcl"] = bfcl
+    write_json(str(path), metrics)
 
 
 def _bounds(args: argparse.Namespace, settings: Any, categories: list[str], tasks: list) -> str:

@@ -96,3 +96,31 @@ def test_a_record_cut_short_is_dropped_and_run_again(fixture_data: Path, tmp_pat
     assert run_bench(tmp_path, "--modes", "sync") == 0
     again = path.read_text().splitlines()
     assert len(again) == len(lines) and all(line.endswith("}") for line in again)
+
+
+def test_accuracies_are_merged_into_a_fine_tuning_runs_metrics(tmp_path: Path) -> None:
+    from asynclm.bench.bfcl import add_accuracies
+
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"cml_wellformed": 1.0, "bfcl": {"stale": 1}}))
+    summary = {
+        "simple_python": {
+            "tasks": 4,
+            "modes": {"sync": {"accuracy": 0.5}, "async": {"accuracy": 0.75}},
+        },
+        "parallel": {"tasks": 2, "modes": {"sync": {"accuracy": 1.0}}},
+        "irrelevance": {"tasks": 0, "modes": {}},
+    }
+    add_accuracies(path, summary, {"adapter": "runs/x/adapter"})
+    metrics = json.loads(path.read_text())
+    assert metrics["cml_wellformed"] == 1.0  # what was there stays
+    assert metrics["bfcl"] == {
+        "settings": {"adapter": "runs/x/adapter"},
+        "simple_python": {
+            "accuracy": 0.75,  # the async mode's, when it ran
+            "tasks": 4,
+            "sync": {"accuracy": 0.5},
+            "async": {"accuracy": 0.75},
+        },
+        "parallel": {"accuracy": 1.0, "tasks": 2, "sync": {"accuracy": 1.0}},
+    }
