@@ -12,15 +12,18 @@ from asynclm.engine.config import ModelConfig
 from asynclm.engine.context import Context
 from asynclm.engine.exports import Exports
 from asynclm.engine.grammar import Grammar, GrammarCompiler
+from asynclm.engine.kernels.check import native_ops
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
-from asynclm.engine.model import EngineModel
+from asynclm.engine.model import EngineModel, Transformer
 from asynclm.engine.pages import PagePool
 from asynclm.engine.policy import BatchPolicy
 from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
 from asynclm.engine.scope import Quota, Scope
 from asynclm.engine.tokenizer import Tokenizer
+from asynclm.engine.tuning import KernelReport, plan_kernels
+from asynclm.engine.weights import WeightPolicy
 
 DEFAULT_KV_BYTES = 1 << 30
 
@@ -35,13 +38,17 @@ class Engine:
         page_size: tokens per KV page.
         max_batch_tokens: tokens per forward (chunked prefill bound).
         name / fingerprint: identity of the weights (Prompt Cache keys its disk store by it).
-        pack_weights: on CPU, keep a oneDNN-packed copy of the linear weights (faster matmuls,
-            twice the weight memory).
+        weights: which weight formats the kernels may use (see `asynclm.engine.weights`):
+            `auto` (default, exact: float32 plus block formats that reproduce the weights bit
+            for bit), `fp32`, or approximate ones allowed on top: `int8`, `bf16`, `fp16`.
+        tune: on CPU, measure the kernels of every linear layer at load (cached per machine)
+            and use the fastest per batch size; False runs plain `F.linear`.
 
     Attributes:
         pool: the KV page allocator (no torch); `kv`: the KV pool tensors.
         runner: turns scheduled batches into tensors and runs the model.
         scheduler: batches every context's work (its `policy` decides what runs next).
+        kernels: the kernel choices measured at load (None when not tuned).
         exports: the registry of named K/V (`save`, `open`, `drop`, `export_kv`, ...).
         root_scope: the scope of contexts and exports made outside any inferlet.
     """
@@ -57,11 +64,15 @@ class Engine:
         max_batch_tokens: int = 512,
         name: str = "custom",
         fingerprint: str = "",
-        pack_weights: bool = True,
+        weights: str = "auto",
+        tune: bool = True,
     ) -> None:
         self.model = model
-        if pack_weights and hasattr(model, "pack_weights"):
-            model.pack_weights()
+        self.weights = WeightPolicy.parse(weights)
+        self.kernels: KernelReport | None = None
+        if tune and isinstance(model, Transformer) and model.device.type == "cpu":
+            model.use_ops(native_ops())
+            self.kernels = plan_kernels(model, self.weights)
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint or name
@@ -165,6 +176,9 @@ class Engine:
         if size > self.model.config.vocab_size:
             self.model.resize_vocab(size)
             self._grammars = None
+            if self.kernels is not None and isinstance(self.model, Transformer):
+                output = plan_kernels(self.model, self.weights, sites=("output",))
+                self.kernels = self.kernels.updated(output)
 
     def grammar(
         self,
