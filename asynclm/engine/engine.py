@@ -118,6 +118,19 @@ class Engine:
     def config(self) -> ModelConfig:
         return self.model.config
 
+    def use_weights(self, weights: str) -> KernelReport:
+        """Switch the weight formats the kernels may use (see `weights=`) and choose again.
+
+        Timings already measured on this machine are reused, so this is quick after the first
+        time. Returns the new kernel report (also `engine.kernels`).
+        """
+        policy = WeightPolicy.parse(weights)
+        if not isinstance(self.model, Transformer) or self.model.device.type != "cpu":
+            raise ValueError("weight formats apply to the engine's own model on the CPU")
+        self.weights = policy
+        self.kernels = plan_kernels(self.model, policy)
+        return self.kernels
+
     @property
     def device(self) -> torch.device:
         return self.model.device

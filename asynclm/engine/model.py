@@ -215,6 +215,14 @@ class Transformer(nn.Module):
         """Run the fused ops natively (`Ops(native=True)`) or in torch."""
         self.ops = ops
 
+    def decode_bytes(self) -> int:
+        """Bytes of weights a one-token step reads with the kernels in use (for GB/s)."""
+        total = 0
+        for _, linear in self.linears():
+            kernel = linear.kernel(1)
+            total += kernel.nbytes if kernel is not None else linear.weight.nbytes
+        return total
+
     def linears(self) -> list[tuple[str, Linear]]:
         """Every linear layer with its name (`layers.3.attention.wqkv`, `output`)."""
         return [(name, m) for name, m in self.named_modules() if isinstance(m, Linear)]

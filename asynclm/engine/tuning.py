@@ -38,11 +38,12 @@ from asynclm.engine.paths import cache_root
 from asynclm.engine.weights import WeightPolicy
 
 _SWEEP_BYTES = 48 << 20  # a timing at few rows streams at least this much (beyond the caches)
-_MAX_FLOPS = 4e9  # larger batches than this per call are not measured (the last winner holds)
+_MAX_FLOPS = 2e9  # larger batches than this per call are not measured (the last winner holds)
 _PRUNE = 3.0  # a kernel this much slower than the best at one size is dropped for larger ones
-_REPS = 3
+_REPS = 3  # sweeps per kernel and batch size (2 when one call takes over _SLOW_MS)
+_SLOW_MS = 10.0
 _LAYER = re.compile(r"^layers\.\d+\.")
-_VERSION = 2  # of the measuring method: older entries are measured again
+_VERSION = 3  # of the measuring method: older entries are measured again
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,15 +246,13 @@ def _sweep_layers(rows: int, weight_bytes: int, available: int) -> int:
 
 
 @torch.inference_mode()
-def _time_kernels(
-    kernels: dict[str, list[LinearKernel]], x: Tensor, layers: int
-) -> dict[str, float]:
+def _time_kernels(kernels: dict[str, list[LinearKernel]], x: Tensor, layers: int) -> dict[str, float]:
     """The fastest of a few sweeps per kernel (noise from other work only ever adds time)."""
     samples: dict[str, list[float]] = {name: [] for name in kernels}
-    for ks in kernels.values():  # warm up: first calls allocate and fault pages in
-        ks[0](x)
-    for _ in range(_REPS):
+    for rep in range(_REPS):
         for name, ks in kernels.items():  # interleaved: the machine's drift hits all alike
+            if rep == _REPS - 1 and min(samples[name]) > _SLOW_MS:
+                continue
             start = time.perf_counter()
             for kernel in ks[:layers]:
                 kernel(x)

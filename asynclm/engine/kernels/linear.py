@@ -35,6 +35,11 @@ class LinearKernel(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of weight one product reads."""
+        ...
+
     def __call__(self, x: Tensor) -> Tensor: ...
 
 
@@ -43,6 +48,10 @@ class Plain:
     weight: Tensor
     bias: Tensor | None
     name: str = "plain"
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self.weight)
 
     def __call__(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -53,6 +62,10 @@ class Packed:
     packed: Tensor
     bias: Tensor | None
     name: str = "packed"
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self.packed)
 
     def __call__(self, x: Tensor) -> Tensor:
         return torch.ops.mkldnn._linear_pointwise(
@@ -65,6 +78,10 @@ class Block:
     weight: BlockWeight
     bias: Tensor | None
     name: str = "q8_0"
+
+    @property
+    def nbytes(self) -> int:
+        return self.weight.nbytes
 
     def __call__(self, x: Tensor) -> Tensor:
         w, x = self.weight, x.contiguous()
@@ -88,6 +105,10 @@ class Half:
     bias: Tensor | None
     name: str = "bf16"
     packed: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self.weight)
 
     def __call__(self, x: Tensor) -> Tensor:
         h = x.to(self.weight.dtype if not self.packed else torch.bfloat16)
@@ -140,3 +161,7 @@ def _half(name: str, weight: Tensor, bias: Tensor | None) -> LinearKernel | None
         return Half(half, bias, name)
     packed = _pack(half)
     return None if packed is None else Half(packed, bias, name, packed=True)
+
+
+def _nbytes(t: Tensor) -> int:
+    return t.numel() * t.element_size()  # oneDNN's packed layout has no `nbytes`
