@@ -6,7 +6,8 @@ PIP := $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 STAMP := $(VENV)/.asynclm-installed
 
-.PHONY: demo test test-real lint typecheck arch bench-engine bench-cache bench-agent clean
+.PHONY: demo test test-real lint typecheck arch bench-engine bench-cache bench-agent clean \
+	install-llama-cpp test-server
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,23 @@ test: $(STAMP)
 
 test-real: $(STAMP)
 	$(PY) -m pytest -q -m real_model
+
+# llama.cpp's OpenAI-compatible server (llama-cpp-python) for the backend tests against a real
+# server. It has no prebuilt CPU wheel on PyPI: pip compiles it from source, 10-15 minutes on
+# 2 cores (pip keeps the built wheel in its cache, so a second install is quick).
+# LLAMA_CPP_WHEELS=DIR: a folder holding an already built wheel (pip looks there first).
+LLAMA_CPP_VERSION ?= 0.3.36
+LLAMA_CPP_WHEELS ?=
+LLAMA_STAMP := $(VENV)/.llama-cpp-installed
+$(LLAMA_STAMP): $(STAMP)
+	$(PIP) install $(if $(LLAMA_CPP_WHEELS),--find-links $(LLAMA_CPP_WHEELS)) \
+	  "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"
+	touch $(LLAMA_STAMP)
+
+install-llama-cpp: $(LLAMA_STAMP)
+
+test-server: $(LLAMA_STAMP)
+	$(PY) -m pytest -q -m llama_server
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

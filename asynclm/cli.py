@@ -1,4 +1,4 @@
-"""The `asynclm` command line: demo, run, inferlet, trace, bench."""
+"""The `asynclm` command line: demo, run, inferlet, trace, finetune, export, bench."""
 
 from __future__ import annotations
 
@@ -13,11 +13,14 @@ COMMANDS = {
     "run": ("asynclm.commands.run", "run an agent on a prompt with the given tools"),
     "inferlet": ("asynclm.commands.inferlet", "run an inferlet file on the engine"),
     "trace": ("asynclm.commands.trace", "convert a run's trace to a Gantt PNG"),
+    "finetune": ("asynclm.commands.finetune", "teach a model CML with LoRA; write the adapter"),
+    "export": ("asynclm.commands.export", "merge an adapter and write an HF folder or GGUF file"),
 }
 BENCHMARKS = {
     "engine": ("asynclm.bench.engine", "inference core vs transformers"),
     "cache": ("asynclm.bench.cache", "Prompt Cache vs full prefill"),
     "agent": ("asynclm.bench.agent", "sync vs sync-parallel vs async agent latency"),
+    "backends": ("asynclm.bench.backends", "interrupts on a serving engine vs our engine"),
 }
 
 

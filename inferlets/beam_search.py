@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from asynclm.engine.context import Context
-from asynclm.engine.inferlet import Runtime
+from asynclm.inferlet import Runtime
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_PROMPT = "What is the capital of France?"

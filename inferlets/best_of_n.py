@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from asynclm.engine.context import Context
-from asynclm.engine.inferlet import Runtime
 from asynclm.engine.sampling import Sampler
+from asynclm.inferlet import Runtime
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_PROMPT = "Write a one-line slogan for a tea shop."

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from asynclm.engine.generation import GenerationResult
-    from asynclm.engine.inferlet import Runtime
     from asynclm.engine.tokenizer import Tokenizer
+    from asynclm.inferlet import Runtime
 
 DEFAULT_SYSTEM = "You are a helpful assistant."
 DEFAULT_PROMPT = "What is the capital of France?"

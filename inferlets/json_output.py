@@ -28,8 +28,8 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from asynclm.engine.inferlet import Runtime
     from asynclm.engine.tokenizer import Tokenizer
+    from asynclm.inferlet import Runtime
 
 DEFAULT_SYSTEM = "You are a helpful assistant that replies only with JSON."
 DEFAULT_PROMPT = "Describe a fictional person."

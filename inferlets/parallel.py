@@ -20,9 +20,9 @@ import anyio
 if TYPE_CHECKING:
     from asynclm.engine.context import Context
     from asynclm.engine.generation import GenerationResult
-    from asynclm.engine.inferlet import Runtime
     from asynclm.engine.sampling import Sampler
     from asynclm.engine.tokenizer import Tokenizer
+    from asynclm.inferlet import Runtime
 
 DEFAULT_SYSTEM = "You are a creative assistant."
 DEFAULT_PROMPT = "Suggest a name for a small black cat."

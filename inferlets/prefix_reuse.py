@@ -19,8 +19,8 @@ import anyio
 
 if TYPE_CHECKING:
     from asynclm.engine.generation import GenerationResult
-    from asynclm.engine.inferlet import Runtime
     from asynclm.engine.tokenizer import Tokenizer
+    from asynclm.inferlet import Runtime
 
 DEFAULT_DOCUMENT = (
     "The Voyager program consists of two space probes, Voyager 1 and Voyager 2, launched by "

@@ -1,9 +1,16 @@
 """HTTP tools (http_get, http_post) that reach only allowlisted hosts.
 
-Every URL, including every redirect target, must be http(s), carry no credentials, and name a
-host on the allowlist exactly; numeric hosts must be canonical IP addresses (no `2130706433`
-or `0x7f.1`). Redirects are followed by hand so each hop is checked. Each request has an
-overall deadline, and the response body is capped while it streams in.
+Every URL, including every redirect target, must be http(s), carry no credentials, name a
+port in 1..65535 (or none), and name a host on the allowlist exactly; numeric hosts must be
+canonical IP addresses (no `2130706433` or `0x7f.1`). Redirects are followed by hand so each
+hop is checked. Each request has an overall deadline, and the response body is capped while it
+streams in. Request headers must be ASCII tokens with printable ASCII values.
+
+A host name is resolved once per hop, and the request goes to the address that was checked
+(TLS still verifies the certificate for the name): DNS that answers differently the second
+time (rebinding) cannot redirect the connection. An allowlisted name may only resolve to public
+addresses, or to addresses on the allowlist themselves: `localhost` or a name that resolves to
+10.0.0.5 is refused unless `127.0.0.1` or `10.0.0.5` is listed too.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import functools
 import ipaddress
 import json
 import re
+import socket
 import ssl
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -38,6 +46,8 @@ TEXT_TYPES = frozenset(
     {"application/xml", "application/javascript", "application/x-www-form-urlencoded"}
 )
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*$", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")  # printable ASCII, no CR or LF
 _NO_BODY: Any = object()
 
 
@@ -113,10 +123,55 @@ class HttpPolicy:
             raise URLNotAllowedError(f"{url}: credentials (user@host) are not allowed in URLs")
         if not parsed.host:
             raise URLNotAllowedError(f"{url}: the URL has no host")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise URLNotAllowedError(f"{url}: port {parsed.port} is not in 1..65535")
         if normalize_host(parsed.host) not in self.allow_hosts:
             allowed = ", ".join(sorted(self.allow_hosts))
             raise URLNotAllowedError(f"host {parsed.host!r} is not allowed (allowed: {allowed})")
         return parsed
+
+    def allows_address(self, address: str) -> bool:
+        """Whether an allowlisted name may resolve to `address`: a public address, or one on
+        the allowlist itself."""
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return str(ip) in self.allow_hosts or (ip.is_global and not ip.is_multicast)
+
+    async def pinned_address(self, url: httpx.URL) -> str:
+        """The address to connect to for a checked URL: resolved once, checked.
+
+        Raises:
+            URLNotAllowedError: The name resolves to no address the policy allows.
+            ToolError: The name does not resolve.
+        """
+        host = normalize_host(url.host)
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(host))  # an allowlisted address: no lookup
+        addresses = await resolve_addresses(host, url.port or _DEFAULT_PORTS[url.scheme])
+        for address in addresses:
+            if self.allows_address(address):
+                return address
+        raise URLNotAllowedError(
+            f"host {url.host!r} resolves to {', '.join(addresses)}, which is not a public "
+            "address; list the address itself in allow_hosts to allow it"
+        )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    """The addresses a host name resolves to, in the resolver's order (no duplicates).
+
+    Raises:
+        ToolError: The name does not resolve.
+    """
+    try:
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ToolError(f"cannot resolve host {host!r}: {exc}") from None
+    return list(dict.fromkeys(str(info[4][0]).split("%")[0] for info in infos))
 
 
 def make_http_tools(
@@ -220,6 +275,17 @@ def _ssl_context() -> ssl.SSLContext:
 
 def _request_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     headers = dict(headers or {})
+    bad = [
+        f"{name!r}: {value!r}"
+        for name, value in headers.items()
+        if not (isinstance(name, str) and _HEADER_NAME.fullmatch(name))
+        or not (isinstance(value, str) and _HEADER_VALUE.fullmatch(value))
+    ]
+    if bad:
+        raise ToolError(
+            "header names must be ASCII tokens and values printable ASCII (no line breaks): "
+            + ", ".join(bad[:5])
+        )
     refused = sorted(name for name in headers if name.lower() in REFUSED_REQUEST_HEADERS)
     if refused:
         raise ToolError(f"these request headers cannot be set: {', '.join(refused)}")
@@ -236,14 +302,12 @@ async def _follow(
     headers: dict[str, str],
 ) -> dict[str, Any]:
     for _ in range(policy.max_redirects + 1):
-        request = client.build_request(
-            method, url, headers=headers, **({} if body is _NO_BODY else {"json": body})
-        )
+        request = await _pinned_request(client, policy, method, url, body, headers)
         response = await client.send(request, stream=True)
         try:
             location = response.headers.get("location")
             if response.status_code not in REDIRECT_STATUSES or location is None:
-                return _result(response, await _read_capped(response, policy.max_bytes))
+                return _result(response, url, await _read_capped(response, policy.max_bytes))
         finally:
             await response.aclose()
         next_url = policy.check_url(url.join(location))
@@ -252,6 +316,30 @@ async def _follow(
             headers = {k: v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
         url = next_url
     raise ToolError(f"too many redirects (more than {policy.max_redirects})")
+
+
+async def _pinned_request(
+    client: httpx.AsyncClient,
+    policy: HttpPolicy,
+    method: str,
+    url: httpx.URL,
+    body: Any,
+    headers: dict[str, str],
+) -> httpx.Request:
+    """A request for `url` sent to the address the policy checked, not resolved again.
+
+    The Host header and TLS (SNI and certificate name) keep the URL's host name.
+    """
+    address = await policy.pinned_address(url)
+    host_header = url.netloc.decode("ascii")
+    pinned = url.copy_with(host=address)
+    return client.build_request(
+        method,
+        pinned,
+        headers={**headers, "host": host_header},
+        extensions={"sni_hostname": url.host},
+        **({} if body is _NO_BODY else {"json": body}),
+    )
 
 
 def _redirected_method(status: int, method: str, body: Any) -> tuple[str, Any]:
@@ -277,11 +365,11 @@ async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _result(response: httpx.Response, content: bytes) -> dict[str, Any]:
+def _result(response: httpx.Response, url: httpx.URL, content: bytes) -> dict[str, Any]:
     headers = {name: response.headers[name] for name in RESULT_HEADERS if name in response.headers}
     return {
         "status": response.status_code,
-        "url": str(response.url),
+        "url": str(url),
         "headers": headers,
         "body": _body(response, content),
     }

@@ -4,8 +4,8 @@ An agent's prompt is its system turn — instructions with the CML protocol, one
 documentation, an optional worked example — then the user's turn and the opening of the
 assistant's turn, in the model's chat template. `prompt_pieces` lists the texts exactly as the
 runtime encodes them, piece by piece (each piece is encoded on its own: piece boundaries are
-token boundaries), so training data rendered with it matches what the model sees at run time
-token for token.
+token boundaries; only the runtime's own pieces with special tokens recognised), so training
+data rendered with it matches what the model sees at run time token for token.
 
 Pure: no torch, no engine; the chat template is anything with the `ChatTemplate` shape (the
 engine tokenizer's `chat`).
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from asynclm.tooling import Tool, describe_tool
 
@@ -23,6 +23,7 @@ __all__ = [
     "EXAMPLE",
     "PROTOCOL",
     "ChatTemplate",
+    "Piece",
     "PromptPart",
     "prompt_pieces",
     "system_parts",
@@ -73,12 +74,17 @@ class PromptPart:
     """A named part of the system prompt (Prompt Cache keeps each part's K/V as a module).
 
     Attributes:
-        name: The part's name: "instructions", "tool.<i>.<tool name>" or "example".
+        name: The part's name: "instructions", "protocol", "tool.<i>.<tool name>" or
+            "example".
         text: Its text.
+        special: Whether the runtime wrote it (the protocol, the example): encoded with the
+            CML markers as the model's special tokens, the same tokens the model writes. The
+            user's instructions and tool documents are plain text, whatever they contain.
     """
 
     name: str
     text: str
+    special: bool = False
 
 
 def system_parts(
@@ -99,43 +105,63 @@ def system_parts(
     if not tools:
         text = instructions.strip() if instructions else DEFAULT_INSTRUCTIONS
         return [PromptPart("instructions", text)]
-    head = [instructions.strip()] if instructions else []
-    parts = [PromptPart("instructions", "\n\n".join([*head, PROTOCOL, "Tools:\n"]))]
+    parts = [PromptPart("instructions", instructions.strip() + "\n\n")] if instructions else []
+    parts.append(PromptPart("protocol", PROTOCOL + "\n\nTools:\n", special=True))
     parts += [
         PromptPart(f"tool.{i}.{t.name}", describe_tool(t) + "\n") for i, t in enumerate(tools)
     ]
     if example:
-        parts.append(PromptPart("example", "\n" + EXAMPLE))
+        parts.append(PromptPart("example", "\n" + EXAMPLE, special=True))
     return parts
 
 
-def system_pieces(chat: ChatTemplate, parts: Sequence[PromptPart]) -> list[str]:
-    """The system turn as the texts the runtime encodes: one per part, then the turn's end.
+class Piece(NamedTuple):
+    """A text the runtime encodes on its own.
 
-    The turn's opening goes into the first piece and its closing into a last one of its own,
-    so a part's K/V depends only on what comes before it (agents whose prompts share a
-    beginning share its cached K/V).
+    Attributes:
+        text: The text.
+        special: Whether the runtime wrote it (the chat template's role prefixes and suffixes,
+            the CML protocol and example), encoded with the model's special tokens recognised;
+            anything else (instructions, tool docs, the user's message) is plain text, whatever
+            it contains.
+    """
+
+    text: str
+    special: bool = False
+
+
+def system_pieces(chat: ChatTemplate, parts: Sequence[PromptPart]) -> list[Piece]:
+    """The system turn as the pieces the runtime encodes: its opening, one per part, its end.
+
+    The turn's closing is a piece of its own, so a part's K/V depends only on what comes
+    before it (agents whose prompts share a beginning share its cached K/V).
 
     Raises:
         ValueError: If `parts` is empty.
     """
     if not parts:
         raise ValueError("a system prompt needs at least one part")
-    first = chat.begin + chat.role_prefix("system") + parts[0].text
-    return [first, *(part.text for part in parts[1:]), chat.role_suffix("system")]
+    opening = Piece(chat.begin + chat.role_prefix("system"), special=True)
+    body = [Piece(part.text, part.special) for part in parts]
+    return [opening, *body, Piece(chat.role_suffix("system"), special=True)]
 
 
-def user_pieces(chat: ChatTemplate, user: str) -> list[str]:
-    """The user's turn and the opening of the assistant's, as the texts the runtime encodes."""
-    return [chat.role_prefix("user"), user, chat.role_suffix("user"), chat.generation_prompt]
+def user_pieces(chat: ChatTemplate, user: str) -> list[Piece]:
+    """The user's turn and the opening of the assistant's, as the pieces the runtime encodes."""
+    return [
+        Piece(chat.role_prefix("user"), special=True),
+        Piece(user),
+        Piece(chat.role_suffix("user"), special=True),
+        Piece(chat.generation_prompt, special=True),
+    ]
 
 
-def prompt_pieces(chat: ChatTemplate, parts: Sequence[PromptPart], user: str) -> list[str]:
-    """The agent's whole prompt as the texts it prefills, in order, each encoded on its own.
+def prompt_pieces(chat: ChatTemplate, parts: Sequence[PromptPart], user: str) -> list[Piece]:
+    """The agent's whole prompt as the pieces it prefills, in order, each encoded on its own.
 
-    `[begin + system prefix + parts[0], parts[1], ..., system suffix, user prefix, user,
-    user suffix, generation prompt]`: concatenating `tokenizer.encode(piece)` over the pieces
-    gives exactly the tokens of a run's context at its first generation step.
+    `[begin + system prefix, parts[0], ..., parts[-1], system suffix, user prefix, user, user
+    suffix, generation prompt]`: concatenating `tokenizer.encode(p.text, special=p.special)`
+    over the pieces gives exactly the tokens of a run's context at its first generation step.
 
     Args:
         chat: The model's chat template.

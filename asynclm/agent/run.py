@@ -28,7 +28,7 @@ from asynclm.agent.spec import RunSpec
 from asynclm.backends.protocol import BackendContext
 from asynclm.cml.ids import CallIds
 from asynclm.cml.parser import Call, CMLParser, Malformed, Text, Trap
-from asynclm.cml.tokens import format_interrupt
+from asynclm.cml.tokens import format_interrupt, interrupt_pieces
 from asynclm.trace import Trace
 
 __all__ = ["AgentRun"]
@@ -213,7 +213,10 @@ class AgentRun:
             return
         started = self.trace.now()
         text = "".join(format_interrupt(i.call_id, i.value) for i in items)
-        tokens = ctx.tokenizer.encode(text)
+        pieces = [p for i in items for p in interrupt_pieces(i.call_id, i.value)]
+        tokens = [
+            t for piece, special in pieces for t in ctx.tokenizer.encode(piece, special=special)
+        ]
         ctx.append(tokens)
         self.transcript += text
         self._constraint.reset()

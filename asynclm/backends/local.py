@@ -29,7 +29,7 @@ class LocalContext:
 
     @property
     def tokenizer(self) -> Tokenizer:
-        return self.context.engine.tokenizer
+        return self.context.tokenizer
 
     @property
     def num_tokens(self) -> int:
@@ -39,8 +39,8 @@ class LocalContext:
     def num_cached(self) -> int:
         return self.context.num_cached
 
-    def append(self, content: str | Sequence[int]) -> None:
-        self.context.append(content)
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
+        self.context.append(content, special=special)
 
     def generate(
         self,

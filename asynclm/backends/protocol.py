@@ -5,7 +5,8 @@ steps, and may cut its last token. That is all the runtime asks of where generat
 so the local engine (`asynclm.backends.local`) and a remote OpenAI-compatible server implement
 the same small protocol:
 
-- `tokenizer`: `encode(text) -> list[int]` and `decode(ids) -> str` of the model's tokenizer;
+- `tokenizer`: `encode(text, special=False) -> list[int]` (special tokens only in text the
+  runtime writes) and `decode(ids) -> str` of the model's tokenizer;
 - `num_tokens`: tokens in the context (computed and pending); `num_cached`: of them, tokens
   whose K/V were reused rather than computed for this context (0 where nothing is reused);
 - `append(text | token ids)`: queue tokens; the next generation step prefills them;
@@ -28,8 +29,9 @@ __all__ = ["BackendContext", "BackendGeneration", "BackendStep", "BackendTokeniz
 class BackendTokenizer(Protocol):
     """The model's tokenizer, as far as the runtime uses it."""
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of `text` (no BOS added)."""
+    def encode(self, text: str, *, special: bool = False) -> list[int]:
+        """Token ids of `text` (no BOS added); special tokens' text becomes those tokens only
+        when `special` (text the runtime writes), never in other text."""
         ...
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -74,8 +76,9 @@ class BackendContext(Protocol):
     @property
     def num_cached(self) -> int: ...
 
-    def append(self, content: str | Sequence[int]) -> None:
-        """Queue text or token ids; the next generation step prefills them."""
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
+        """Queue text or token ids; the next generation step prefills them. Text is plain text
+        unless `special` (only for text the runtime writes)."""
         ...
 
     def generate(

@@ -154,18 +154,20 @@ class ScriptedModel:
 
     # --- the policy -------------------------------------------------------------------------
     def next_token(self, history: list[int]) -> int:
-        text = self.tokenizer.decode(history)
-        marker = self.tokenizer.chat.generation_prompt
-        cut = text.rfind(marker)
+        # The assistant's turn opens with the template's tokens, found by id as a model sees
+        # them: the same text written as plain text (in a tool result) does not open one.
+        marker = self.tokenizer.encode(self.tokenizer.chat.generation_prompt, special=True)
+        cut = _rfind(history, marker)
         if cut < 0:  # not in an assistant turn: end it
             return self._eos
-        state = TurnState(prompt=text[:cut])
-        pending = self._replay(text[cut + len(marker) :], state)
+        state = TurnState(prompt=self.tokenizer.decode(history[:cut]))
+        pending = self._replay(self.tokenizer.decode(history[cut + len(marker) :]), state)
         if pending is None:
             return self._eos
         if not pending:
             pending = self._ask(state)
-        return self.tokenizer.encode(pending)[0] if pending else self._eos
+        # it writes as a model does: a marker or end-of-turn in its text is that special token
+        return self.tokenizer.encode(pending, special=True)[0] if pending else self._eos
 
     def _replay(self, turn: str, state: TurnState) -> str | None:
         """Walk the turn so far; return what is left of the current chunk (None: diverged).
@@ -239,3 +241,11 @@ def scripted_engine(
     tok = tokenizer or default_tokenizer()
     engine_kwargs.setdefault("num_pages", 4096)
     return Engine(ScriptedModel(tok, policy, timing=timing), tok, name="scripted", **engine_kwargs)
+
+
+def _rfind(ids: list[int], part: list[int]) -> int:
+    """Where the last occurrence of `part` starts in `ids`, or -1."""
+    for start in range(len(ids) - len(part), -1, -1):
+        if ids[start : start + len(part)] == part:
+            return start
+    return -1

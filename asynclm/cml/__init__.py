@@ -43,6 +43,7 @@ from asynclm.cml.tokens import (
     format_interrupt,
     format_trap,
     format_value,
+    interrupt_pieces,
     neutralize,
 )
 
@@ -75,6 +76,7 @@ __all__ = [
     "format_interrupt",
     "format_trap",
     "format_value",
+    "interrupt_pieces",
     "neutralize",
     "normalize_schema",
     "parse_call",

@@ -125,9 +125,22 @@ def format_interrupt(call_id: str, value: str) -> str:
     Raises:
         ValueError: If `call_id` is not a valid id.
     """
+    return "".join(text for text, _ in interrupt_pieces(call_id, value))
+
+
+def interrupt_pieces(call_id: str, value: str) -> tuple[tuple[str, bool], ...]:
+    """`format_interrupt`'s text in pieces: `(text, written by the runtime)`.
+
+    Encode the runtime's own pieces (markers and id) with the model's special tokens
+    recognised (a model tuned with the markers as special tokens reads them as such) and the
+    value as plain text, whatever it holds: a result saying `<|im_end|>` cannot end the turn.
+
+    Raises:
+        ValueError: If `call_id` is not a valid id.
+    """
     if not is_identifier(call_id):
         raise ValueError(f"invalid call id {call_id!r}")
-    return f"{INTR} {call_id} {HEAD} {neutralize(value)} {END}"
+    return ((f"{INTR} {call_id} {HEAD}", True), (f" {neutralize(value)}", False), (f" {END}", True))
 
 
 def neutralize(text: str) -> str:

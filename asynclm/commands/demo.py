@@ -1,9 +1,10 @@
 """`asynclm demo`: one multi-tool task on the default model, in sync and in async mode.
 
-The default model is SmolLM2-135M-Instruct without a CML adapter, so the demo holds it to the
-protocol with constrained decoding (call blocks of known tools with valid arguments, then a
-trap, then the answer) and a worked example in the system prompt. The tool is simulated with a
-fixed latency per city, so both modes face exactly the same work.
+The default model is SmolLM2-135M-Instruct with the CML adapter shipped in the package (made by
+`asynclm finetune`), which writes the protocol on its own. With `--adapter none` (or when no
+adapter is shipped) the plain model is held to the protocol by constrained decoding (call
+blocks of known tools with valid arguments, then a trap, then the answer). The tool is
+simulated with a fixed latency per city, so both modes face exactly the same work.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ SYSTEM = "You are a weather assistant. Look up every city the user names, then a
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=PROMPT)
     p.add_argument("--model", default="smollm2-135m", help="preset name or local model path")
-    p.add_argument("--adapter", default=None, help="a CML LoRA adapter (then no grammar is needed)")
+    p.add_argument(
+        "--adapter",
+        default="auto",
+        help="auto: the shipped CML adapter (no grammar needed), none: the plain model held to "
+        "the protocol by a grammar, or an adapter folder",
+    )
     p.add_argument("--max-tokens", type=int, default=160)
     p.add_argument("--out", default="runs/demo", help="folder for traces (Chrome JSON) and PNGs")
 
@@ -51,22 +57,22 @@ def make_tools():
 
 def main(args: argparse.Namespace) -> int:
     from asynclm.agent import Agent
+    from asynclm.engine.loader import resolve_adapter
     from asynclm.trace import render_timeline
 
     tools = make_tools()
-    constrained = args.adapter is None
+    adapter = resolve_adapter(args.model, args.adapter)
+    constrained = adapter is None
     agent = Agent(
         tools,
         model=args.model,
-        adapter=args.adapter,
+        adapter=str(adapter) if adapter is not None else None,
         system=SYSTEM,
         constrained=constrained,
         max_calls=3 if constrained else None,
         max_tokens=args.max_tokens,
     )
-    print(
-        f"model: {args.model}{' + ' + args.adapter if args.adapter else ' (constrained decoding)'}"
-    )
+    print(f"model: {args.model}{f' + {adapter}' if adapter else ' (constrained decoding)'}")
     print(f"task:  {args.prompt}\n")
     anyio.run(agent.warm)  # the system prompt is computed once, outside the timings
     results = {}

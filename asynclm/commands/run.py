@@ -33,13 +33,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--mode", choices=MODES, default="async")
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--adapter", default=None)
+    p.add_argument(
+        "--adapter",
+        default="auto",
+        help="auto: the CML adapter shipped for the model (SmolLM2), if any; none; or a folder",
+    )
     p.add_argument("--system", default=None, help="instructions before the tool documentation")
     p.add_argument(
         "--constrained",
         action="store_true",
         help="hold an untuned model to the protocol with a grammar",
     )
+    p.add_argument(
+        "--backend",
+        default=None,
+        metavar="openai:URL",
+        help="run on a server: openai:URL (CML, all modes) or openai-chat:URL (tool calling)",
+    )
+    p.add_argument("--tokenizer", default=None, help="with --backend: the served model's tokenizer")
     p.add_argument("--max-tokens", type=int, default=256)
     p.add_argument("--trace", default=None, help="write the run's Chrome trace JSON here")
     p.add_argument("--png", default=None, help="write the run's Gantt chart here")
@@ -65,8 +76,14 @@ def main(args: argparse.Namespace) -> int:
     from asynclm.agent import Agent
     from asynclm.trace import render_timeline
 
+    backend = None
+    if args.backend:
+        from asynclm.backends.remote import RemoteBackend
+
+        backend = RemoteBackend(args.backend, tokenizer=args.tokenizer)
     agent = Agent(
         load_tools(args.tool),
+        backend=backend,
         mode=args.mode,
         model=args.model,
         adapter=args.adapter,

@@ -8,5 +8,6 @@ run on the `forward_thread`), `kernels` (native and torch kernels), `weights` (t
 formats allowed) and `tuning` (the kernels chosen by measurement at load, cached per machine;
 `cpu` names the machine, `paths` the cache). Orchestration: `scheduler` (one leader batches
 every context's `request`), `exports` (named K/V), `generation` and `context` (the Context
-API), `engine` (all of it around one model), `inferlet` (programs in their own scopes).
+API), `engine` (all of it around one model). Inferlets, programs that drive the Context API in
+scopes of their own, are the layer above: `asynclm.inferlet`.
 """

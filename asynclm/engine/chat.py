@@ -42,6 +42,15 @@ class ChatFormat:
         """A whole turn of `role` saying `text`."""
         return self.role_prefix(role) + text + self.role_suffix(role)
 
+    def turn(self, role: str, text: str, *, opening: bool = False) -> list[tuple[str, bool]]:
+        """A whole turn as `(text, special)` pieces, each encoded on its own.
+
+        The template's pieces are special (their special tokens recognised); `text` is plain
+        text, whatever it holds. `opening`: the conversation's first turn (`begin` first).
+        """
+        prefix = (self.begin if opening else "") + self.role_prefix(role)
+        return [(prefix, True), (text, False), (self.role_suffix(role), True)]
+
     @classmethod
     def chatml(cls) -> ChatFormat:
         """The ChatML template (SmolLM2, Qwen2): `<|im_start|>role\\n ... <|im_end|>\\n`."""

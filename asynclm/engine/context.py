@@ -3,6 +3,10 @@
 A context is a token sequence whose K/V live in the engine's paged pool. Text and tokens are
 appended lazily (`append`, `system`, `user`, `assistant`) and computed at the next `flush()`,
 `forward()` or generation step, batched with every other context's work.
+
+Text is plain text: `append(text)` and the content of `system/user/assistant(text)` never
+become special tokens, whatever they contain; only the chat template's own pieces (role
+prefixes and suffixes) and text appended with `special=True` do.
 """
 
 from __future__ import annotations
@@ -10,14 +14,13 @@ from __future__ import annotations
 import itertools
 import weakref
 from collections.abc import Sequence as Seq
-from typing import Protocol
+from typing import Protocol, cast
 
-import torch
 from torch import Tensor
 
 from asynclm.engine.config import ModelConfig
 from asynclm.engine.exports import Exports
-from asynclm.engine.generation import Generation
+from asynclm.engine.generation import Generation, token_ids
 from asynclm.engine.grammar import Constraint, Grammar
 from asynclm.engine.pages import PagePool, PageTable
 from asynclm.engine.request import ForwardRequest, LogitsWanted
@@ -50,6 +53,9 @@ class ContextHost(Protocol):
 class Context:
     """A live token sequence on an engine. Create with `engine.context()`.
 
+    The context keeps its engine to itself: code handed a context (an inferlet, a tool) reaches
+    its tokens and the exports its scope sees, not the engine.
+
     Args:
         engine: The engine whose KV pool holds the context.
         scope: The owner (default: the engine's root scope).
@@ -59,7 +65,7 @@ class Context:
     def __init__(
         self, engine: ContextHost, scope: Scope | None = None, *, sequence: Sequence | None = None
     ) -> None:
-        self.engine = engine
+        self._host = engine
         self.scope = scope or engine.root_scope
         self._seq = sequence or Sequence(PageTable(engine.pool.page_size), self.scope)
         self._pending: list[int] = []
@@ -108,7 +114,12 @@ class Context:
 
     @property
     def text(self) -> str:
-        return self.engine.tokenizer.decode(self.tokens)
+        return self.tokenizer.decode(self.tokens)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer."""
+        return self._host.tokenizer
 
     @property
     def seed(self) -> int:
@@ -119,21 +130,34 @@ class Context:
         return self._released
 
     # ---- filling -----------------------------------------------------------------------------
-    def append(self, content: str | Seq[int], positions: Seq[int] | None = None) -> None:
+    def append(
+        self, content: str | Seq[int], positions: Seq[int] | None = None, *, special: bool = False
+    ) -> None:
         """Queue text or token ids; computed at the next flush/forward/generation step.
 
         Positions default to consecutive ids after the largest position so far; explicit ones
         may leave gaps or repeat (Prompt Cache lays modules out at fixed positions).
+
+        Args:
+            content: Text (any string) or token ids.
+            positions: One position per token (default: consecutive after the last).
+            special: For text: whether special tokens' text in it (`<|im_end|>`) becomes those
+                tokens. Only for text the chat template or the runtime writes; the default
+                encodes everything else as plain text.
         """
         self._check_open()
         tokens = (
-            self.engine.tokenizer.encode(content) if isinstance(content, str) else list(content)
+            self.tokenizer.encode(content, special=special)
+            if isinstance(content, str)
+            else token_ids(content, "append")
         )
         if positions is None:
             start = self.next_position
             positions = range(start, start + len(tokens))
-        elif len(positions) != len(tokens):
-            raise ValueError(f"{len(tokens)} tokens but {len(positions)} positions")
+        else:
+            positions = token_ids(positions, "positions")
+            if len(positions) != len(tokens):
+                raise ValueError(f"{len(tokens)} tokens but {len(positions)} positions")
         self._check_tokens(tokens, positions)
         self._pending += tokens
         self._pending_pos += list(positions)
@@ -147,26 +171,34 @@ class Context:
     def assistant(self, text: str | None = None) -> None:
         """A whole assistant turn, or (with no text) the opening of one to generate into."""
         if text is None:
-            self.append(self.engine.tokenizer.chat.generation_prompt)
+            self.append(self.tokenizer.chat.generation_prompt, special=True)
         else:
             self._role("assistant", text)
 
     def _role(self, role: str, text: str) -> None:
-        chat = self.engine.tokenizer.chat
-        begin = chat.begin if self.num_tokens == 0 else ""
-        self.append(begin + chat.render(role, text))
+        """A turn: the template's pieces with special tokens, the text as plain text."""
+        for piece, special in self.tokenizer.chat.turn(role, text, opening=not self.num_tokens):
+            self.append(piece, special=special)
 
     async def flush(self) -> None:
         """Compute the K/V of everything pending."""
         await self._submit("none")
 
     async def forward(self, tokens: Seq[int], positions: Seq[int] | None = None) -> Tensor:
-        """Append tokens and return their logits `[len(tokens), vocab]` (for custom decoding)."""
+        """Append tokens and return their logits `[len(tokens), vocab]` (for custom decoding).
+
+        Raises:
+            ValueError: No tokens given (use `flush()` to compute pending tokens, or
+                `next_logits()` for the next token's logits).
+        """
+        if isinstance(tokens, str) or not len(tokens):
+            raise ValueError(
+                "forward() needs a non-empty list of token ids; use flush() to compute what is "
+                "pending or next_logits() for the next token's logits"
+            )
         self.append(tokens, positions)
         logits = await self._submit("all")
-        if logits is None:  # nothing was pending: no token, no logits
-            return torch.empty(0, self.engine.config.vocab_size)
-        return logits[-len(tokens) :] if len(tokens) else logits[:0]
+        return cast(Tensor, logits)[-len(tokens) :]  # tokens were pending: logits came back
 
     async def next_logits(self) -> Tensor:
         """Compute everything pending; the logits `[1, vocab]` of the token after the last.
@@ -176,7 +208,7 @@ class Context:
         self._check_open()
         if not self._pending and self._seq.num_tokens:
             last, pos = self._seq.tokens[-1], self._seq.positions[-1]
-            self._seq.truncate(self.engine.pool, self._seq.num_tokens - 1)
+            self._seq.truncate(self._host.pool, self._seq.num_tokens - 1)
             self._pending, self._pending_pos = [last], [pos]
         logits = await self._submit("last")
         if logits is None:
@@ -191,7 +223,7 @@ class Context:
         self._pending, self._pending_pos = [], []
         request = ForwardRequest(self._seq, tokens, positions, logits)
         try:
-            return await self.engine.scheduler.submit(request)
+            return await self._host.scheduler.submit(request)
         finally:  # what was not computed (cancellation, errors) stays pending
             self._pending = tokens[request.done :] + self._pending
             self._pending_pos = positions[request.done :] + self._pending_pos
@@ -227,7 +259,7 @@ class Context:
             raise ValueError("cannot generate from an empty context: append a prompt first")
         self._generation = Generation(
             self,
-            self.engine.tokenizer,
+            self.tokenizer,
             sampler or Sampler(),
             seed=self.seed,
             max_tokens=max_tokens,
@@ -235,6 +267,7 @@ class Context:
             constrain=constrain,
             ban=ban,
             stop_at_eos=stop_at_eos,
+            vocab_size=self._host.config.vocab_size,
         )
         return self._generation
 
@@ -242,7 +275,7 @@ class Context:
     def fork(self) -> Context:
         """A new context with the same tokens; computed pages are shared, not copied."""
         self._check_open()
-        child = Context(self.engine, self.scope, sequence=self._seq.fork(self.engine.pool))
+        child = Context(self._host, self.scope, sequence=self._seq.fork(self._host.pool))
         child.append(self._pending, self._pending_pos)
         return child
 
@@ -256,9 +289,7 @@ class Context:
             raise ValueError("save() needs every token computed: await flush() first")
         if not 0 <= start <= self.num_cached:
             raise ValueError(f"start must lie in [0, {self.num_cached}], got {start}")
-        self.engine.exports.save(
-            name, self._seq, start=start, scope=self.scope, overwrite=overwrite
-        )
+        self._host.exports.save(name, self._seq, start=start, scope=self.scope, overwrite=overwrite)
 
     @classmethod
     def open(cls, engine: ContextHost, name: str, scope: Scope | None = None) -> Context:
@@ -275,10 +306,10 @@ class Context:
         self._check_open()
         if self._pending:
             raise ValueError("attach() needs every token computed: await flush() first")
-        exports = [self.engine.exports.open(name, self.scope) for name in names]
-        self.scope.check(sum(export.num_pages for export in exports), 0)
+        exports = [self._host.exports.open(name, self.scope) for name in names]
+        self.scope.check_new_pages(p for export in exports for p in export.table.pages)
         for export in exports:
-            self._seq.extend(self.engine.pool, export.table, export.tokens, export.positions)
+            self._seq.extend(self._host.pool, export.table, export.tokens, export.positions)
 
     def truncate(self, n: int) -> None:
         """Keep the first n tokens."""
@@ -291,7 +322,7 @@ class Context:
         if n >= cached:
             del self._pending[n - cached :], self._pending_pos[n - cached :]
         else:
-            self._seq.truncate(self.engine.pool, n)
+            self._seq.truncate(self._host.pool, n)
             self._pending, self._pending_pos = [], []
 
     def release(self) -> None:
@@ -311,11 +342,11 @@ class Context:
             raise ContextClosedError("this context was released")
 
     def _check_tokens(self, tokens: list[int], positions: Seq[int]) -> None:
-        vocab = self.engine.config.vocab_size
+        vocab = self._host.config.vocab_size
         bad = [t for t in tokens if not 0 <= t < vocab]
         if bad:
             raise ValueError(f"token ids out of range [0, {vocab}): {bad[:5]}")
-        limit = self.engine.config.max_position
+        limit = self._host.config.max_position
         if positions and (min(positions) < 0 or max(positions) >= limit):
             raise ValueError(f"positions must lie in [0, {limit}) (the model's window)")
 

@@ -20,7 +20,7 @@ from asynclm.engine.pages import PagePool
 from asynclm.engine.policy import BatchPolicy
 from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
-from asynclm.engine.scope import Quota, Scope
+from asynclm.engine.scope import Namespace, Quota, Scope
 from asynclm.engine.tokenizer import Tokenizer
 from asynclm.engine.tuning import KernelReport, plan_kernels
 from asynclm.engine.weights import WeightPolicy
@@ -76,9 +76,14 @@ class Engine:
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint or name
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
         if num_pages is None:
             per_page = model.config.kv_bytes_per_token(model.dtype.itemsize) * page_size
-            num_pages = max(1, (kv_bytes or DEFAULT_KV_BYTES) // per_page)
+            kv_bytes = DEFAULT_KV_BYTES if kv_bytes is None else kv_bytes
+            if kv_bytes < per_page:
+                raise ValueError(f"kv_bytes={kv_bytes} is less than one KV page ({per_page} bytes)")
+            num_pages = kv_bytes // per_page
         self.pool = PagePool(num_pages, page_size)
         self.kv = KVCache(
             model.config, num_pages, page_size, dtype=model.dtype, device=model.device
@@ -93,13 +98,17 @@ class Engine:
     def load(
         cls,
         name_or_path: str = DEFAULT_MODEL,
-        adapter: str | os.PathLike[str] | None = None,
+        adapter: str | os.PathLike[str] | None = "auto",
         *,
         dtype: torch.dtype = torch.float32,
         device: str | None = None,
         **kwargs: Any,
     ) -> Engine:
-        """Load a model (see `load_model`) and build an engine around it."""
+        """Load a model (see `load_model`) and build an engine around it.
+
+        `adapter="auto"` merges the CML adapter shipped for the preset (SmolLM2: the one
+        `asynclm finetune` made), if the package has one; pass None for the plain model.
+        """
         return cls.from_loaded(
             load_model(name_or_path, adapter, dtype=dtype, device=device), **kwargs
         )
@@ -140,11 +149,21 @@ class Engine:
         """A new empty context."""
         return Context(self, scope)
 
-    def scope(self, name: str, quota: Quota | None = None, shared: Iterable[str] = ()) -> Scope:
-        """A child namespace with quotas; it sees its own exports and the `shared` ones."""
+    def scope(
+        self,
+        name: str,
+        quota: Quota | None = None,
+        shared: Iterable[str] = (),
+        *,
+        namespace: Namespace | None = None,
+    ) -> Scope:
+        """A child scope with quotas; it sees its own exports and the `shared` ones.
+
+        Its exports live in a new namespace unless `namespace` (another scope's) is given.
+        """
         if not name:
             raise ValueError("a child scope needs a name")
-        return Scope(name, quota, frozenset(shared))
+        return Scope(name, quota, frozenset(shared), namespace=namespace)
 
     # ---- exports (the registry is `engine.exports`; these are its root-scope shortcuts) ------
     def export_names(self, scope: Scope | None = None) -> list[str]:

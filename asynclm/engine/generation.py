@@ -8,6 +8,8 @@ of the context.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Iterable
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -29,8 +31,8 @@ class TokenStream(Protocol):
         """Compute every pending token; the logits `[1, vocab]` of the token after the last."""
         ...
 
-    def append(self, content: str | Seq[int]) -> None:
-        """Queue text or token ids after the last token (computed by the next step)."""
+    def append(self, content: str | Seq[int], *, special: bool = False) -> None:
+        """Queue text (plain unless `special`) or token ids after the last token."""
         ...
 
 
@@ -75,19 +77,21 @@ class Generation:
         constrain: Constraint | Grammar | None,
         ban: Seq[int] | None,
         stop_at_eos: bool,
+        vocab_size: int,
     ) -> None:
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must be >= 0, got {max_tokens}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise ValueError(f"max_tokens must be an integer >= 0, got {max_tokens!r}")
+        if not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a Sampler, got {type(sampler).__name__}")
         self.ctx = ctx
         self.sampler = sampler
         self.max_tokens = max_tokens
-        stop = list(stop or [])
-        self._stop_strings = [s for s in stop if isinstance(s, str) and s]
-        self._stop_ids = {s for s in stop if isinstance(s, int)}
+        self._stop_strings, self._stop_ids = _stop_set(stop, vocab_size)
         if stop_at_eos:
             self._stop_ids |= set(tokenizer.eos_token_ids)
         self._constraint = constrain.matcher() if isinstance(constrain, Grammar) else constrain
-        self._ban = torch.tensor(sorted(set(ban)), dtype=torch.long) if ban else None
+        banned = ban_list(ban, vocab_size)
+        self._ban = torch.tensor(banned, dtype=torch.long) if banned else None
         self._generator = _make_generator(sampler, seed)
         self._decoder = tokenizer.stream_decoder()
         self.tokens: list[int] = []
@@ -96,9 +100,12 @@ class Generation:
         self._stop_requested = False
         self.in_step = False
 
-    def accept(self, tokens: str | Seq[int]) -> None:
-        """Inject tokens into the live context; they are prefilled with the next step."""
-        self.ctx.append(tokens)
+    def accept(self, tokens: str | Seq[int], *, special: bool = False) -> None:
+        """Inject tokens into the live context; they are prefilled with the next step.
+
+        Text is encoded as plain text unless `special` (see `Context.append`).
+        """
+        self.ctx.append(tokens, special=special)
 
     def stop(self) -> None:
         """End the generation before its next step."""
@@ -180,6 +187,66 @@ class Generation:
 
     async def collect_text(self) -> str:
         return (await self.collect()).text
+
+
+def token_ids(values: Iterable[int], what: str, vocab_size: int | None = None) -> list[int]:
+    """`values` as a list of ints (numpy and 0-d tensor integers too), checked.
+
+    Raises:
+        TypeError: An entry is not an integer (a bool, a float, a string).
+        ValueError: An entry is outside [0, vocab_size).
+    """
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"{what}: expected token ids, got text {values!r}")
+    out = []
+    for value in values:
+        try:
+            if isinstance(value, (bool, str)):
+                raise TypeError
+            out.append(operator.index(value))
+        except TypeError:
+            raise TypeError(f"{what}: token ids must be integers, got {value!r}") from None
+    if vocab_size is not None:
+        bad = [t for t in out if not 0 <= t < vocab_size]
+        if bad:
+            raise ValueError(
+                f"{what}: token ids out of the vocabulary [0, {vocab_size}): {bad[:5]}"
+            )
+    return out
+
+
+def _stop_set(stop: Seq[str | int] | None, vocab_size: int) -> tuple[list[str], set[int]]:
+    """Stop strings and stop token ids, checked."""
+    if isinstance(stop, (str, int)):
+        stop = [stop]
+    strings: list[str] = []
+    ids: set[int] = set()
+    for item in stop or ():
+        if isinstance(item, str):
+            if item:
+                strings.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < vocab_size:
+            ids.add(item)
+        else:
+            raise ValueError(
+                f"stop entries must be strings or token ids in [0, {vocab_size}), got {item!r}"
+            )
+    return strings, ids
+
+
+def ban_list(ban: Seq[int] | None, vocab_size: int) -> list[int]:
+    """The sorted, distinct token ids of a ban list, checked.
+
+    Raises:
+        ValueError: An entry is not a token id of the vocabulary, or the list bans every token
+            (nothing could be sampled).
+    """
+    if ban is None:
+        return []
+    banned = sorted(set(token_ids(ban, "ban", vocab_size)))
+    if len(banned) >= vocab_size:
+        raise ValueError(f"the ban list bans all {vocab_size} tokens: nothing could be sampled")
+    return banned
 
 
 def _make_generator(sampler: Sampler, seed: int) -> torch.Generator | None:

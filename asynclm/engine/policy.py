@@ -4,7 +4,9 @@ The scheduler holds a queue of requests; each batch the policy picks the oldest 
 every sequence (a sequence's work runs in submission order), puts the shortest first (decode
 steps before prefills, so decode latency stays low) and cuts them to a token budget: a long
 prefill is chunked only when others wait, since alone one causal pass is fastest. A request
-whose KV slots cannot be reserved is left out (the scheduler fails it).
+whose KV slots cannot be reserved is left out of the batch: when the pool is short of pages it
+waits, for at most `pool_wait_seconds`, for other contexts to give pages back (and fails at once
+when the pool could never hold it); past a quota it fails.
 """
 
 from __future__ import annotations
@@ -51,10 +53,13 @@ class BatchPolicy:
     Attributes:
         max_batch_tokens: Tokens per forward while several sequences wait (chunked prefill).
         max_solo_tokens: Tokens per forward when one sequence is alone.
+        pool_wait_seconds: How long work whose KV pages are not free waits for other contexts
+            to release pages before it fails with `PoolExhaustedError` (0: fail at once).
     """
 
     max_batch_tokens: int = 512
     max_solo_tokens: int = 4096
+    pool_wait_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         if self.max_batch_tokens < 1 or self.max_solo_tokens < 1:
@@ -62,6 +67,23 @@ class BatchPolicy:
                 "max_batch_tokens and max_solo_tokens must be >= 1, got "
                 f"{self.max_batch_tokens} and {self.max_solo_tokens}"
             )
+        if not 0 <= self.pool_wait_seconds < float("inf"):
+            raise ValueError(
+                f"pool_wait_seconds must be finite and >= 0, got {self.pool_wait_seconds}"
+            )
+
+    def should_wait(
+        self, *, pages_needed: int, pages_held: int, pool_pages: int, waited: float
+    ) -> bool:
+        """Whether work that found too few free pages waits for some (True) or fails now.
+
+        It fails at once when the pool could not hold it even with every other page free
+        (`pages_needed` more than the pool minus the `pages_held` by its own sequence), and
+        after waiting `pool_wait_seconds`.
+        """
+        if pages_needed > pool_pages - pages_held:
+            return False
+        return waited < self.pool_wait_seconds
 
     def eligible(self, queue: Iterable[W]) -> list[W]:
         """The oldest request of each sequence, in queue order."""

@@ -55,7 +55,7 @@ class ModelRunner:
     def __init__(self, model: EngineModel, kv: KVCache) -> None:
         self.model = model
         self.kv = kv
-        self.device = model.device
+        self.device = model.device  # read once: a module's device is a slow attribute lookup
         self._slots: weakref.WeakKeyDictionary[Sequence, _Slots] = weakref.WeakKeyDictionary()
         self._thread = ForwardThread()
 

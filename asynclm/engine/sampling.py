@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +17,11 @@ class Sampler:
 
     `temperature == 0` is greedy. `top_k == 0`, `top_p == 1` and `min_p == 0` disable those
     filters. `seed` seeds the context's generator (None: seeded from the context id).
+
+    Raises:
+        ValueError: A parameter of the wrong type or out of range (checked at construction:
+            temperature a finite number >= 0, top_k an integer >= 0, top_p in (0, 1], min_p
+            in [0, 1), seed None or an integer in [0, 2**64)).
     """
 
     temperature: float = 0.0
@@ -23,14 +31,19 @@ class Sampler:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_p < 1:
-            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
+        problems = [
+            p
+            for p in (
+                _check_real("temperature", self.temperature, lambda t: t >= 0, ">= 0"),
+                _check_int("top_k", self.top_k, 0, None),
+                _check_real("top_p", self.top_p, lambda p: 0 < p <= 1, "in (0, 1]"),
+                _check_real("min_p", self.min_p, lambda p: 0 <= p < 1, "in [0, 1)"),
+                None if self.seed is None else _check_int("seed", self.seed, 0, SEED_LIMIT),
+            )
+            if p
+        ]
+        if problems:
+            raise ValueError("invalid sampler: " + "; ".join(problems))
 
     @classmethod
     def greedy(cls) -> Sampler:
@@ -62,6 +75,28 @@ class Sampler:
             drop = cum - sorted_p > self.top_p  # keep the smallest prefix reaching top_p
             probs = probs.scatter(0, order, sorted_p.masked_fill(drop, 0.0))
         return probs / probs.sum()
+
+
+SEED_LIMIT = 2**64  # torch generators take seeds in [0, 2**64)
+
+
+def _check_real(name: str, value: object, ok: Callable[[float], bool], rule: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return f"{name} must be a number, got {value!r}"
+    number = float(value)
+    if not math.isfinite(number) or not ok(number):
+        return f"{name} must be a finite number {rule}, got {value!r}"
+    return None
+
+
+def _check_int(name: str, value: object, low: int, high: int | None) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return f"{name} must be an integer, got {value!r}"
+    number = int(value)
+    if number < low or (high is not None and number >= high):
+        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+        return f"{name} must be {bound}, got {number}"
+    return None
 
 
 def ban_tokens(logits: Tensor, token_ids: Tensor | None) -> Tensor:

@@ -5,11 +5,14 @@ leader: it waits a few event-loop turns so other contexts can add their steps, l
 form a batch (`BatchPolicy`: decode steps first, prefill chunks up to a token budget), has the
 runner run it on a worker thread (the event loop stays free for tools), resolves every request
 in the batch and hands leadership on. Work of a cancelled caller is dropped; a failing forward
-fails its batch and gives the reserved slots back.
+fails its batch and gives the reserved slots back. Work that finds the KV pool short of pages
+stays queued while others run (and release their contexts), as long as the policy says it may
+wait; then it fails with a `PoolExhaustedError` that says how long it waited.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import anyio
@@ -22,6 +25,7 @@ from asynclm.engine.runner import ModelRunner, PreparedBatch
 from asynclm.engine.scope import QuotaExceededError
 
 _GATHER_ROUNDS = 4
+_POOL_POLL_SECONDS = 0.01  # how often work waiting for pages looks again when nothing runs
 
 
 @dataclass(slots=True)
@@ -57,6 +61,7 @@ class Scheduler:
         self.policy = policy or BatchPolicy()
         self.stats = BatchStats()
         self._queue: list[ForwardRequest] = []
+        self._waiting_since: dict[ForwardRequest, float] = {}  # work short of KV pages
         self._busy = False
         self._batch_done: anyio.Event | None = None
 
@@ -75,9 +80,10 @@ class Scheduler:
             while not request.finished:
                 if self._busy:
                     await self._wait_for_batch()
-                else:
-                    await self._lead()
+                elif not await self._lead() and not request.finished:
+                    await anyio.sleep(_POOL_POLL_SECONDS)  # all queued work waits for pages
         finally:
+            self._waiting_since.pop(request, None)
             if not request.finished:  # cancelled: drop whatever was not computed yet
                 self._queue.remove(request)
                 request.finished = True
@@ -88,7 +94,8 @@ class Scheduler:
             self._batch_done = anyio.Event()
         await self._batch_done.wait()
 
-    async def _lead(self) -> None:
+    async def _lead(self) -> bool:
+        """Form and run one batch; whether there was anything to run."""
         self._busy = True
         try:
             await self._gather()
@@ -96,6 +103,7 @@ class Scheduler:
             if chunks:
                 with anyio.CancelScope(shield=True):
                     await self._run(chunks)
+            return bool(chunks)
         finally:
             self._busy = False
             done, self._batch_done = self._batch_done, None
@@ -111,14 +119,35 @@ class Scheduler:
                 break
 
     def _reserve(self, req: ForwardRequest, n: int) -> bool:
-        """Take KV slots for n tokens of the request, or fail the request cleanly."""
+        """Take KV slots for n tokens of the request; or leave it waiting for pages, or fail it
+        cleanly (nothing taken either way)."""
         try:
             plan = req.seq.reserve(self.pool, n)
-        except (PoolExhaustedError, QuotaExceededError) as e:
+        except QuotaExceededError as e:
             self._finish(req, e)
             return False
-        self.runner.copy_pages(plan.copies)
+        except PoolExhaustedError as e:
+            self._short_of_pages(req, n, e)
+            return False
+        self._waiting_since.pop(req, None)
+        if plan.copies:
+            self.runner.copy_pages(plan.copies)
         return True
+
+    def _short_of_pages(self, req: ForwardRequest, n: int, error: PoolExhaustedError) -> None:
+        now = time.monotonic()
+        waited = now - self._waiting_since.setdefault(req, now)
+        pages = req.seq.table.pages_needed(self.pool, n)
+        held, total = req.seq.num_pages, self.pool.num_pages
+        if self.policy.should_wait(
+            pages_needed=pages, pages_held=held, pool_pages=total, waited=waited
+        ):
+            return
+        if pages > total - held:
+            reason = "the pool could not hold it even if every other context released its pages"
+        else:
+            reason = f"waited {waited:.1f} s for other contexts to release pages"
+        self._finish(req, PoolExhaustedError(f"{error}: {reason}"))
 
     async def _run(self, chunks: list[Chunk[ForwardRequest]]) -> None:
         batch = self.runner.prepare(chunks)
@@ -147,6 +176,7 @@ class Scheduler:
                 self._finish(req)
 
     def _finish(self, req: ForwardRequest, error: BaseException | None = None) -> None:
+        self._waiting_since.pop(req, None)
         req.error = error
         req.finished = True
         if req in self._queue:

@@ -23,6 +23,10 @@ class Sequence:
     Attributes:
         epoch: Grows whenever slots already handed out change (truncate, copy-on-write,
             release), so caches of the slots know to rebuild; appends keep it.
+        is_released: Whether `release` gave its pages back (final).
+
+    Raises:
+        QuotaExceededError: Its scope has as many open contexts as its quota allows.
     """
 
     table: PageTable
@@ -32,6 +36,7 @@ class Sequence:
     id: int = field(default_factory=lambda: next(_ids))
     max_position: int = -1
     epoch: int = 0
+    is_released: bool = False
 
     def __post_init__(self) -> None:
         self.scope.adopt(self)
@@ -45,6 +50,11 @@ class Sequence:
     @property
     def num_pages(self) -> int:
         return self.table.num_pages
+
+    @property
+    def pages(self) -> list[int]:
+        """The pool pages its K/V lie in (shared ones included)."""
+        return self.table.pages
 
     @property
     def next_position(self) -> int:
@@ -80,7 +90,12 @@ class Sequence:
         self.commit(list(tokens), list(positions))
 
     def fork(self, pool: PagePool) -> Sequence:
-        """A new sequence over the same pages (shared, copy-on-write) and tokens."""
+        """A new sequence over the same pages (shared, copy-on-write) and tokens.
+
+        Raises:
+            QuotaExceededError: The scope's context quota would be passed (nothing shared).
+        """
+        self.scope.check_new_context()
         return Sequence(self.table.share(pool), self.scope, list(self.tokens), list(self.positions))
 
     def truncate(self, pool: PagePool, n: int) -> None:
@@ -91,7 +106,8 @@ class Sequence:
         self.epoch += 1
 
     def release(self, pool: PagePool) -> None:
-        """Give every page back; the sequence is empty afterwards."""
+        """Give every page back; the sequence is empty and released afterwards."""
+        self.is_released = True
         self.table.release(pool)
         self.tokens.clear()
         self.positions.clear()

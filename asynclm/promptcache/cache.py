@@ -116,8 +116,9 @@ class PromptCache:
         )
 
     # ---- schemas and plans -------------------------------------------------------------------
-    def register(self, schema: str | Schema) -> SchemaLayout:
-        """Lay out a schema (PML text or a `Schema`) for this engine's tokenizer and window.
+    def register(self, schema: str | bytes | Schema) -> SchemaLayout:
+        """Lay out a schema (PML text or bytes, or a `Schema`) for this engine's tokenizer and
+        window.
 
         Registering a schema under a name already used replaces the old one; modules whose
         text changed get new keys, so stale K/V is never served.
@@ -125,7 +126,7 @@ class PromptCache:
         Raises:
             PMLError: The PML is malformed, or the schema does not fit the model's window.
         """
-        if isinstance(schema, str):
+        if not isinstance(schema, Schema):
             schema = parse_schema(schema)
         tokenizer = self.engine.tokenizer
         layout = layout_schema(
@@ -147,14 +148,15 @@ class PromptCache:
             raise PMLError(f"unknown schema {schema_name!r} (known: {known})")
         return layout
 
-    def plan(self, prompt: str | Prompt) -> PromptPlan:
-        """The plan of a prompt (PML text or a `Prompt`): what is reused, what is computed.
+    def plan(self, prompt: str | bytes | Prompt) -> PromptPlan:
+        """The plan of a prompt (PML text or bytes, or a `Prompt`): what is reused, what is
+        computed.
 
         Raises:
             PMLError: Malformed PML, an unknown schema, module or parameter, a value longer than
                 its slot, two members of one union, or a position beyond the model's window.
         """
-        if isinstance(prompt, str):
+        if not isinstance(prompt, Prompt):
             prompt = parse_prompt(prompt)
         return plan_prompt(prompt, self._layouts)
 
@@ -165,7 +167,7 @@ class PromptCache:
         return CacheStats(**self._counts, disk_loads=store.disk_loads, evictions=store.evictions)
 
     # ---- serving -----------------------------------------------------------------------------
-    async def context(self, prompt: str | Prompt) -> Context:
+    async def context(self, prompt: str | bytes | Prompt) -> Context:
         """A new context for `prompt`, ready to generate.
 
         Cached modules are attached (missing ones computed and stored first); parameter values

@@ -6,14 +6,17 @@ takes consecutive position ids; a module occupies [start, start + length) and ne
 positions inside it; a parameter reserves `len` positions; the members of a union all start at
 the union's start and the union is as long as its longest member.
 
+Only the chat template's own text (what role tags render to, and `Special` text) is encoded with
+special tokens recognised; all other text (modules, parameter values, free text) is plain text.
+
 A prompt's selections are then resolved against the layout into a `PromptPlan` (see `plan`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, Protocol
 
 from asynclm.engine.chat import ChatFormat
 from asynclm.promptcache.plan import (
@@ -35,6 +38,7 @@ from asynclm.promptcache.schema import (
     Role,
     Schema,
     Select,
+    Special,
     Union,
 )
 
@@ -49,7 +53,15 @@ __all__ = [
     "plan_prompt",
 ]
 
-Encoder = Callable[[str], Sequence[int]]
+
+class Encoder(Protocol):
+    """Text to token ids, no BOS added (`Tokenizer.encode` is one).
+
+    `special=True` only for the chat template's own text (special tokens recognised); other
+    text is plain text, whatever it contains.
+    """
+
+    def __call__(self, text: str, *, special: bool = False) -> Sequence[int]: ...
 
 
 # The ChatML template (SmolLM2, Qwen2); kept under this name for the PML API.
@@ -211,12 +223,13 @@ class SchemaLayout:
         segments = []
         for item in items:
             if isinstance(item, str):
-                role, texts = None, [item]
+                role, texts = None, [(item, False)]
             else:
                 role = item.role
-                body = [c for c in item.children if isinstance(c, str)]
-                texts = [self.chat.role_prefix(role), *body, self.chat.role_suffix(role)]
-            tokens = tuple(t for text in texts for t in _encode(self.encode, text))
+                body = [(c, False) for c in item.children if isinstance(c, str)]
+                prefix, suffix = self.chat.role_prefix(role), self.chat.role_suffix(role)
+                texts = [(prefix, True), *body, (suffix, True)]
+            tokens = tuple(t for text, sp in texts for t in _encode(self.encode, text, sp))
             segments.append(
                 TextSegment(role, tokens, tuple(range(position, position + len(tokens))))
             )
@@ -236,7 +249,8 @@ def layout_schema(
     Args:
         schema: The schema.
         encode: Text to token ids, without special tokens added (each text piece is encoded on
-            its own, so piece boundaries are token boundaries).
+            its own, so piece boundaries are token boundaries); called with `special=True`
+            for the chat template's pieces only.
         chat: How role tags render; ChatML by default.
         max_position: The model's window; every position must be below it.
 
@@ -262,8 +276,8 @@ def _check_window(end: int, max_position: int | None, what: str) -> None:
         )
 
 
-def _encode(encode: Encoder, text: str) -> tuple[int, ...]:
-    return tuple(int(token) for token in encode(text))
+def _encode(encode: Encoder, text: str, special: bool = False) -> tuple[int, ...]:
+    return tuple(int(token) for token in encode(text, special=special))
 
 
 def _show(path: ModulePath) -> str:
@@ -323,6 +337,8 @@ class _Walker:
         """Lay out one node at `position`; returns the position after it."""
         if isinstance(node, str):
             return self.text(node, position, owner)
+        if isinstance(node, Special):
+            return self.text(node.text, position, owner, special=True)
         if isinstance(node, Parameter):
             owner.parameters.append(ParameterSlot(owner.path, node.name, position, node.length))
             return position + node.length
@@ -330,12 +346,12 @@ class _Walker:
             return self.module(node, position, owner.path, None)
         if isinstance(node, Union):
             return self.union(node, position, owner.path)
-        position = self.text(self.chat.role_prefix(node.role), position, owner)
+        position = self.text(self.chat.role_prefix(node.role), position, owner, special=True)
         position = self.walk(node.children, position, owner)
-        return self.text(self.chat.role_suffix(node.role), position, owner)
+        return self.text(self.chat.role_suffix(node.role), position, owner, special=True)
 
-    def text(self, text: str, position: int, owner: _Draft) -> int:
-        tokens = _encode(self.encode, text)
+    def text(self, text: str, position: int, owner: _Draft, *, special: bool = False) -> int:
+        tokens = _encode(self.encode, text, special)
         if tokens:
             owner.pieces.append(TextPiece(tokens, position))
         return position + len(tokens)

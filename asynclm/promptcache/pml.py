@@ -35,7 +35,10 @@ from typing import NoReturn, TypeVar
 from xml.parsers import expat
 
 from asynclm.promptcache.schema import (
+    MAX_DEPTH,
+    NOT_XML,
     ROLES,
+    SPECIAL_TAG,
     Module,
     Node,
     Parameter,
@@ -44,6 +47,7 @@ from asynclm.promptcache.schema import (
     Role,
     Schema,
     Select,
+    Special,
     Union,
 )
 
@@ -57,7 +61,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BYTES = 1_000_000
-DEFAULT_MAX_DEPTH = 64
+DEFAULT_MAX_DEPTH = MAX_DEPTH
 
 _LEN = re.compile(r"[0-9]{1,9}")
 _T = TypeVar("_T")
@@ -185,9 +189,16 @@ def _make_parser(max_depth: int) -> tuple[expat.XMLParserType, _TreeBuilder]:
     return parser, builder
 
 
-def _check_size(source: str | bytes, max_bytes: int) -> None:
+def _as_source(source: object) -> str | bytes:
+    """The document as str or bytes (bytearray and memoryview are read as bytes)."""
+    if isinstance(source, (bytearray, memoryview)):
+        return bytes(source)
     if not isinstance(source, (str, bytes)):
         raise PMLError(f"PML source must be str or bytes, got {type(source).__name__}")
+    return source
+
+
+def _check_size(source: str | bytes, max_bytes: int) -> None:
     # A str has at least as many UTF-8 bytes as characters: check cheaply before encoding.
     size = len(source)
     if isinstance(source, str) and size <= max_bytes:
@@ -197,18 +208,37 @@ def _check_size(source: str | bytes, max_bytes: int) -> None:
 
 
 def _parse_tree(source: str | bytes, max_bytes: int, max_depth: int) -> _Element:
+    source = _as_source(source)
     _check_size(source, max_bytes)
+    if isinstance(source, str):
+        _check_characters(source)
     parser, builder = _make_parser(max_depth)
     try:
         parser.Parse(source, True)
+    except PMLError:
+        raise
     except expat.ExpatError as err:
         message = f"malformed XML: {expat.ErrorString(err.code)}"
         raise PMLError(message, line=err.lineno, column=err.offset + 1) from None
-    except UnicodeError as err:
+    except (LookupError, ValueError) as err:  # an unknown or unsupported declared encoding
         raise PMLError(f"malformed XML: cannot decode the document ({err})") from None
     if builder.root is None:
         raise PMLError("empty PML document")
     return builder.root
+
+
+def _check_characters(source: str) -> None:
+    """A clear error for characters XML 1.0 cannot carry (expat only says "invalid token")."""
+    bad = NOT_XML.search(source)
+    if bad:
+        before = source[: bad.start()]
+        line, column = before.count("\n") + 1, bad.start() - before.rfind("\n")
+        raise PMLError(
+            f"character U+{ord(bad.group()):04X} cannot appear in XML 1.0, not even as a "
+            "character reference; build such prompts with the asynclm.promptcache classes",
+            line=line,
+            column=column,
+        )
 
 
 # --- element tree to dataclasses --------------------------------------------------------------
@@ -266,14 +296,24 @@ def _to_node(element: _Element) -> Node:
         return _located(element, lambda: Union(members))  # type: ignore[arg-type]
     if tag == "parameter":
         return _to_parameter(element)
+    if tag == SPECIAL_TAG:
+        return _to_special(element)
     if tag in ROLES:
         _check_attrs(element, (), ())
         nodes = _to_nodes(element)
         return _located(element, lambda: Role(tag, nodes))  # type: ignore[arg-type]
     element.fail(
         f"unknown element <{tag}> in a schema "
-        "(expected module, union, parameter, system, user or assistant)"
+        "(expected module, union, parameter, special, system, user or assistant)"
     )
+
+
+def _to_special(element: _Element) -> Special:
+    _check_attrs(element, (), ())
+    for child in element.children:
+        if isinstance(child, _Element):
+            child.fail(f"<{SPECIAL_TAG}> holds text only, not <{child.tag}>")
+    return Special("".join(c for c in element.children if isinstance(c, str)))
 
 
 def _to_parameter(element: _Element) -> Parameter:
@@ -296,6 +336,8 @@ def _to_prompt(element: _Element) -> Prompt:
                 text.append(child)
         elif child.tag in ROLES:
             text.append(_to_free_role(child))
+        elif child.tag == SPECIAL_TAG:
+            child.fail(f"<{SPECIAL_TAG}> text belongs in schemas; a prompt's text is plain text")
         elif text:
             child.fail(f"selection <{child.tag}> after free text; put selections first")
         else:

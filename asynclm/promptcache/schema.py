@@ -16,6 +16,20 @@ Text is kept verbatim with one exception, XML's own: in an element whose text is
 (element-only content, e.g. the indentation between `<module>` elements) that whitespace is
 formatting and is dropped. The builder applies the same rule, and merges adjacent strings, so a
 built tree and its parsed XML are always equal.
+
+Text is plain text: `<|im_end|>` in a module, a turn or a parameter value is encoded as those
+characters, never as the model's control token. Only the chat template's own text is special:
+what role tags render to, and `Special` text (`<special>` in XML), which a schema's author
+writes to put the template's pieces where role tags cannot go.
+
+The builder takes any `str`. XML 1.0 cannot carry some characters at all, not even as
+character references (most C0 controls such as form feeds and ANSI escapes, lone surrogates,
+U+FFFE/U+FFFF): a tree holding them is valid and lays out as it is (the tokenizer replaces a
+lone surrogate with U+FFFD), but `to_xml()` refuses it with a `PMLError`, and XML text cannot
+contain them. Build such prompts with the classes here, not as XML.
+
+Trees nest at most `MAX_DEPTH` levels (the XML parser's default limit), so every recursive walk
+over a tree is bounded; a deeper tree is a `PMLError` when it is built.
 """
 
 from __future__ import annotations
@@ -31,10 +45,12 @@ ModulePath = tuple[str, ...]
 
 ENCODINGS: tuple[str, ...] = ("prefix", "modular")
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
+SPECIAL_TAG = "special"
+MAX_DEPTH = 64  # deepest element nesting of a PML document, its root element included
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 # Characters XML 1.0 cannot carry, not even as character references.
-_NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _XML_SPACE = " \t\r\n"
 
 
@@ -59,6 +75,26 @@ class PMLError(ValueError):
         if self.line is not None or line is None:
             return self
         return PMLError(self.message, line=line, column=column)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Special:
+    """The chat template's own text, placed by a schema's author (`<special>` in XML).
+
+    Encoded with the model's special tokens recognised (`<|im_start|>` is one token), unlike
+    every other text. Only schemas hold it (e.g. a system turn's opening in its first module
+    and its closing in the last, where a `<system>` tag cannot span them); prompts cannot.
+
+    Attributes:
+        text: The text.
+    """
+
+    text: str
+
+    def __init__(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise PMLError(f"special text must be a string, got {type(text).__name__}")
+        object.__setattr__(self, "text", text)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -92,11 +128,13 @@ class Module:
 
     name: str
     children: tuple[Node, ...]
+    depth: int = field(compare=False, repr=False)
 
     def __init__(self, name: str, children: Node | Iterable[Node] = ()) -> None:
         _check_name(name, "module")
         where = f"module {name!r}"
         nodes = _normalize(children, where)
+        object.__setattr__(self, "depth", _depth(nodes, where))
         _check_scope(nodes, where, in_module=True)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "children", nodes)
@@ -111,6 +149,7 @@ class Union:
     """
 
     members: tuple[Module, ...]
+    depth: int = field(compare=False, repr=False)
 
     def __init__(self, members: Iterable[Module]) -> None:
         members = tuple(members)
@@ -119,6 +158,7 @@ class Union:
         for member in members:
             if not isinstance(member, Module):
                 raise PMLError(f"union: members must be modules, got {member!r}")
+        object.__setattr__(self, "depth", _depth(members, "union"))
         object.__setattr__(self, "members", members)
 
 
@@ -133,11 +173,13 @@ class Role:
 
     role: RoleName
     children: tuple[Node, ...]
+    depth: int = field(compare=False, repr=False)
 
     def __init__(self, role: RoleName, children: Node | Iterable[Node] = ()) -> None:
         if role not in ROLES:
             raise PMLError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
         nodes = _normalize(children, f"<{role}>")
+        object.__setattr__(self, "depth", _depth(nodes, f"<{role}>"))
         if any(isinstance(node, Role) for node in _descendants(nodes)):
             raise PMLError(f"<{role}>: role tags may not nest")
         object.__setattr__(self, "role", role)
@@ -159,8 +201,8 @@ def Assistant(children: Node | Iterable[Node] = ()) -> Role:
     return Role("assistant", children)
 
 
-Node = str | Module | Union | Parameter | Role
-_NODE_TYPES = (str, Module, Union, Parameter, Role)
+Node = str | Special | Module | Union | Parameter | Role
+_NODE_TYPES = (str, Special, Module, Union, Parameter, Role)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -223,6 +265,7 @@ class Select:
     args: tuple[tuple[str, str], ...]
     children: tuple[Select, ...]
     location: tuple[int, int] | None = field(compare=False, repr=False)
+    depth: int = field(compare=False, repr=False)
 
     def __init__(
         self,
@@ -238,11 +281,11 @@ class Select:
             _check_name(key, "parameter")
             if not isinstance(value, str):
                 raise PMLError(f"<{name}>: value of parameter {key!r} must be a string")
-            _check_text(value, f"<{name} {key}=...>")
         children = tuple(children)
         for child in children:
             if not isinstance(child, Select):
                 raise PMLError(f"<{name}>: may only contain nested selections, got {child!r}")
+        object.__setattr__(self, "depth", _depth(children, f"<{name}>"))
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "args", pairs)
         object.__setattr__(self, "children", children)
@@ -301,14 +344,25 @@ def _check_name(name: object, what: str) -> None:
             f"invalid {what} name {name!r}: use letters, digits, '_', '-', '.', "
             "starting with a letter or '_'"
         )
-    if what in ("module", "schema") and name in ROLES:
-        raise PMLError(f"invalid {what} name {name!r}: reserved for the role tag")
+    if what in ("module", "schema") and (name in ROLES or name == SPECIAL_TAG):
+        raise PMLError(f"invalid {what} name {name!r}: reserved for the <{name}> tag")
 
 
-def _check_text(text: str, where: str) -> None:
-    bad = _NOT_XML.search(text)
+def _depth(children: Iterable[object], where: str) -> int:
+    """The nesting depth of a node with these children; PMLError past `MAX_DEPTH`."""
+    depth = 1 + max((getattr(child, "depth", 0) for child in children), default=0)
+    if depth >= MAX_DEPTH:  # its document's root element adds one more level
+        raise PMLError(f"{where}: the tree nests deeper than {MAX_DEPTH - 1} levels")
+    return depth
+
+
+def _check_xml_text(text: str) -> None:
+    bad = NOT_XML.search(text)
     if bad:
-        raise PMLError(f"{where}: character {bad.group()!r} cannot appear in XML text")
+        raise PMLError(
+            f"character {bad.group()!r} (U+{ord(bad.group()):04X}) cannot be written as XML 1.0; "
+            "the tree itself is valid: pass it to Prompt Cache as objects, not as XML"
+        )
 
 
 def _is_blank(item: object) -> bool:
@@ -325,7 +379,6 @@ def _normalize(children: Node | Iterable[Node], where: str) -> tuple[Node, ...]:
     merged: list[Node] = []
     for item in items:
         if isinstance(item, str):
-            _check_text(item, where)
             if merged and isinstance(merged[-1], str):
                 merged[-1] += item
             elif item:
@@ -334,7 +387,7 @@ def _normalize(children: Node | Iterable[Node], where: str) -> tuple[Node, ...]:
             merged.append(item)
         else:
             raise PMLError(f"{where}: unexpected child {item!r}")
-    if all(_is_blank(item) or not isinstance(item, str) for item in merged):
+    if all(_is_blank(item) or not isinstance(item, (str, Special)) for item in merged):
         merged = [item for item in merged if not isinstance(item, str)]
     return tuple(merged)
 
@@ -386,6 +439,7 @@ def _iter_modules(nodes: Iterable[Node], path: ModulePath) -> Iterator[tuple[Mod
 
 
 def _escape_text(text: str) -> str:
+    _check_xml_text(text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\r", "&#13;")
 
@@ -403,7 +457,7 @@ def _element(
     if not children:
         return f"<{head}/>"
     inner = [_node_xml(child, indent, level + 1) for child in children]
-    if indent is None or any(isinstance(child, str) for child in children):
+    if indent is None or any(isinstance(child, (str, Special)) for child in children):
         return f"<{head}>{''.join(inner)}</{tag}>"
     pad = "\n" + indent * (level + 1)
     return f"<{head}>{pad}{pad.join(inner)}\n{indent * level}</{tag}>"
@@ -412,6 +466,8 @@ def _element(
 def _node_xml(node: object, indent: str | None, level: int) -> str:
     if isinstance(node, str):
         return _escape_text(node)
+    if isinstance(node, Special):
+        return f"<{SPECIAL_TAG}>{_escape_text(node.text)}</{SPECIAL_TAG}>"
     if isinstance(node, Parameter):
         return f'<parameter name="{node.name}" len="{node.length}"/>'
     if isinstance(node, Module):

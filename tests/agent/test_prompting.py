@@ -11,10 +11,10 @@ import pytest
 
 from asynclm.agent import Agent, AgentRun, PromptPart, RunSpec, prompt_pieces, system_parts
 from asynclm.agent.prompt_schema import agent_schema
-from asynclm.agent.prompting import EXAMPLE, PROTOCOL, system_pieces
+from asynclm.agent.prompting import EXAMPLE, PROTOCOL, Piece, system_pieces
 from asynclm.backends.local import LocalContext
 from asynclm.engine.engine import Engine
-from asynclm.promptcache.schema import Module
+from asynclm.promptcache.schema import Module, Special
 from asynclm.tools import calculator, simulated
 from tests.agent.scripts import engine_for
 
@@ -74,15 +74,9 @@ async def test_prompt_pieces_are_the_tokens_of_the_first_generation_step(model: 
     tools = [calculator, simulated(WEATHER, latency=0.4)]
     agent = Agent(tools, model=engine, system="Be brief.", max_tokens=2)
     tokenizer = engine.tokenizer
-    expected = [
-        t
-        for p in prompt_pieces(tokenizer.chat, agent.system_parts, PROMPT)
-        for t in tokenizer.encode(p)
-    ]
-    assert (
-        tokenizer.encode("".join(prompt_pieces(tokenizer.chat, agent.system_parts, PROMPT)))
-        != expected
-    )
+    pieces = prompt_pieces(tokenizer.chat, agent.system_parts, PROMPT)
+    expected = [t for p in pieces for t in tokenizer.encode(p.text, special=p.special)]
+    assert tokenizer.encode("".join(p.text for p in pieces), special=True) != expected
     for _ in range(2):  # computing the system prompt, then reusing its cached K/V
         seen: list[list[int]] = []
         await AgentRun(recording(agent, seen), PROMPT).execute()
@@ -95,18 +89,22 @@ async def test_the_prompt_cache_schema_holds_the_system_pieces() -> None:
     agent = Agent([calculator], model=engine, system="Be brief.")
     schema = agent.prompt_schema()
     modules = [node for node in schema.children if isinstance(node, Module)]
-    assert [m.children[0] for m in modules] == system_pieces(
-        engine.tokenizer.chat, agent.system_parts
-    )
+    pieces = system_pieces(engine.tokenizer.chat, agent.system_parts)
+    assert [child for m in modules for child in m.children] == [
+        Special(p.text) if p.special else p.text for p in pieces
+    ]
     assert schema == agent_schema(engine.tokenizer.chat, system_parts([calculator], "Be brief."))
 
 
 def test_system_parts() -> None:
     parts = system_parts([calculator], "Be brief.")
-    assert [p.name for p in parts] == ["instructions", "tool.0.calculator", "example"]
-    assert parts[0].text == f"Be brief.\n\n{PROTOCOL}\n\nTools:\n"
-    assert parts[1].text.startswith("calculator(expression: str)\n  Evaluates")
-    assert parts[2].text == "\n" + EXAMPLE
+    assert [p.name for p in parts] == ["instructions", "protocol", "tool.0.calculator", "example"]
+    assert parts[0] == PromptPart("instructions", "Be brief.\n\n")
+    assert parts[1] == PromptPart("protocol", f"{PROTOCOL}\n\nTools:\n", special=True)
+    assert parts[2].text.startswith("calculator(expression: str)\n  Evaluates")
+    assert not parts[2].special  # a tool's document is plain text, whatever it says
+    assert parts[3] == PromptPart("example", "\n" + EXAMPLE, special=True)
+    assert [p.name for p in system_parts([calculator])][0] == "protocol"
     assert [p.name for p in system_parts([calculator], example=False)][-1] == "tool.0.calculator"
     assert system_parts([]) == [PromptPart("instructions", "You are a helpful assistant.")]
 
@@ -124,7 +122,8 @@ def test_prompt_pieces_layout() -> None:
 
     parts = [PromptPart("a", "A"), PromptPart("b", "B")]
     assert prompt_pieces(Chat(), parts, "hi") == [
-        "<s><system>A", "B", "</system>", "<user>", "hi", "</user>", "<a>"
+        Piece("<s><system>", True), Piece("A"), Piece("B"), Piece("</system>", True),
+        Piece("<user>", True), Piece("hi"), Piece("</user>", True), Piece("<a>", True),
     ]  # fmt: skip
     with pytest.raises(ValueError, match="at least one part"):
         prompt_pieces(Chat(), [], "hi")

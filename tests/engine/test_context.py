@@ -251,7 +251,8 @@ async def test_add_special_tokens_grows_the_vocabulary(tiny) -> None:
     engine = Engine.from_loaded(loaded, num_pages=64)
     ids = engine.add_special_tokens(["[CALL]", "[END]"])
     assert ids == [engine.config.vocab_size - 2, engine.config.vocab_size - 1]
-    assert engine.tokenizer.encode("a[CALL]b")[1] == ids[0]
+    assert engine.tokenizer.encode("a[CALL]b", special=True)[1] == ids[0]
+    assert ids[0] not in engine.tokenizer.encode("a[CALL]b")  # plain text stays plain
     async with engine.context() as ctx:
-        logits = await ctx.forward(engine.tokenizer.encode("x [CALL] y [END]"))
+        logits = await ctx.forward(engine.tokenizer.encode("x [CALL] y [END]", special=True))
     assert logits.shape[-1] == engine.config.vocab_size and torch.isfinite(logits).all()

@@ -27,13 +27,13 @@ class Script:
         logits[0, self.script.pop(0)] = 1.0
         return logits
 
-    def append(self, content: str | Sequence[int]) -> None:
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
         self.appended += [content] if isinstance(content, str) else list(content)
 
 
 def _generation(tiny: LoadedModel, stream: Script, **kwargs) -> Generation:
     options = {"max_tokens": 10, "stop": None, "constrain": None, "ban": None}
-    options |= {"stop_at_eos": True, **kwargs}
+    options |= {"stop_at_eos": True, "vocab_size": stream.vocab, **kwargs}
     return Generation(stream, tiny.tokenizer, Sampler(), seed=0, **options)
 
 

@@ -72,7 +72,7 @@ async def test_real_model_matches_transformers_gguf() -> None:
 
     from asynclm.engine.loader import smollm2_gguf_path
 
-    engine = Engine.load("smollm2-135m", device="cpu")
+    engine = Engine.load("smollm2-135m", adapter=None, device="cpu")  # the plain GGUF weights
     path = smollm2_gguf_path()
     ref_model = AutoModelForCausalLM.from_pretrained(
         path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True

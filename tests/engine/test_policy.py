@@ -122,3 +122,29 @@ def test_slots_that_change_bump_the_epoch_and_appends_do_not() -> None:
     assert child.epoch == 0
     child.truncate(pool, 2)
     assert child.epoch == 1 and child.next_position == 2
+
+
+@pytest.mark.parametrize(
+    ("needed", "held", "waited", "expected"),
+    [
+        (3, 0, 0.0, True),  # would fit once others release pages: wait
+        (3, 5, 9.9, True),
+        (3, 0, 10.0, False),  # waited long enough
+        (8, 0, 0.0, True),  # exactly the whole pool
+        (9, 0, 0.0, False),  # more than the whole pool: never fits
+        (5, 4, 0.0, False),  # more than the pool minus what the sequence itself holds
+    ],
+)
+def test_work_short_of_pages_waits_only_while_it_could_fit(
+    needed: int, held: int, waited: float, expected: bool
+) -> None:
+    policy = BatchPolicy(pool_wait_seconds=10.0)
+    kwargs = {"pages_needed": needed, "pages_held": held, "pool_pages": 8, "waited": waited}
+    assert policy.should_wait(**kwargs) is expected
+    assert BatchPolicy(pool_wait_seconds=0).should_wait(**kwargs) is False
+
+
+@pytest.mark.parametrize("seconds", [-1.0, float("nan"), float("inf")])
+def test_pool_wait_must_be_finite_and_non_negative(seconds: float) -> None:
+    with pytest.raises(ValueError, match="pool_wait_seconds"):
+        BatchPolicy(pool_wait_seconds=seconds)

@@ -15,6 +15,7 @@ from asynclm.engine.context import Context
 from asynclm.engine.engine import Engine
 from asynclm.engine.loader import LoadedModel, load_model
 from asynclm.engine.pages import PoolExhaustedError
+from asynclm.engine.policy import BatchPolicy
 from asynclm.promptcache import (
     Encoding,
     Module,
@@ -464,9 +465,10 @@ async def test_pool_exhaustion_is_raised_plainly_and_leaks_nothing(
     tiny: LoadedModel, encoding: Encoding
 ) -> None:
     engine = Engine.from_loaded(tiny, num_pages=12, page_size=4)
+    engine.scheduler.policy = BatchPolicy(pool_wait_seconds=0.05)  # nothing else will free pages
     cache = PromptCache(engine)
     cache.register(travel(encoding))
-    with pytest.raises(PoolExhaustedError):
+    with pytest.raises(PoolExhaustedError, match=r"waited 0\.[01] s for other contexts"):
         await cache.context(TOKYO_TRIP)
     cache.clear()
     assert engine.pool.num_used == 0 and engine.export_names() == []

@@ -194,7 +194,7 @@ def test_schema_errors(xml: str, message: str, line: int) -> None:
         ('<prompt schema="s"><a>text</a></prompt>', "text is not allowed"),
         ('<prompt schema="s"><user role="x">hi</user></prompt>', "unknown attribute"),
         ("<prompt/>", "missing attribute 'schema'"),
-        ('<prompt schema="s"><a p="\x01"/></prompt>', "malformed XML"),
+        ('<prompt schema="s"><a p="\x01"/></prompt>', "U\\+0001 cannot appear in XML"),
         ('<schema name="s"/>', "expected a <prompt> root"),
     ],
 )

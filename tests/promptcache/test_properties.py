@@ -31,7 +31,7 @@ TEXT = st.text(
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def encode(text: str) -> list[int]:
+def encode(text: str, *, special: bool = False) -> list[int]:
     return [ord(c) for c in text]
 
 

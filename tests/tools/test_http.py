@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import asynclm.tools.http as http_module
 from asynclm.tooling import Tool, ToolError, ToolTimeoutError
 from asynclm.tools.http import (
     ResponseTooLargeError,
@@ -315,3 +316,107 @@ def test_schemas_and_descriptions() -> None:
     assert "127.0.0.1" in get.description
     assert get.parameters["required"] == ["url"]
     assert set(post.parameters["properties"]) == {"url", "json", "headers"}
+
+
+# ---- ports and headers -----------------------------------------------------------------------
+@pytest.mark.anyio
+@pytest.mark.parametrize("port", ["0", "65536", "70000", "99999999999999"])
+async def test_ports_out_of_range_are_tool_errors(port: str) -> None:
+    get, _ = tools()
+    with pytest.raises(URLNotAllowedError, match=f"port {port} is not in 1..65535"):
+        await get.invoke({"url": f"http://127.0.0.1:{port}/json"})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Test": "héllo"},
+        {"X-Test": "中文"},
+        {"Ünicode": "x"},
+        {"X-Test": "a\r\nInjected: yes"},
+        {"X-Test": "a\nb"},
+        {"X-Test": "nul\x00"},
+        {"Bad Name": "x"},
+        {"": "x"},
+    ],
+)
+async def test_bad_request_headers_are_tool_errors(server: str, headers: dict) -> None:
+    get, post = tools()
+    for tool in (get, post):
+        with pytest.raises(ToolError, match="header names must be ASCII tokens"):
+            await tool.invoke({"url": f"{server}/headers", "headers": headers})
+
+
+# ---- resolution pinned to the checked address ------------------------------------------------
+@pytest.fixture
+def resolver(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Fake DNS: a name's answers, in order; every lookup is recorded under "calls"."""
+    answers: dict[str, list[str]] = {"calls": []}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        answers["calls"].append(host)
+        if host not in answers:
+            raise ToolError(f"cannot resolve host {host!r}")
+        return answers[host]
+
+    monkeypatch.setattr(http_module, "resolve_addresses", resolve)
+    return answers
+
+
+@pytest.mark.anyio
+async def test_the_connection_goes_to_the_address_that_was_checked(
+    server: str, resolver: dict[str, list[str]]
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    resolver["pinned.invalid"] = ["10.1.2.3", "127.0.0.1"]  # the private one is skipped
+    get, _ = make_http_tools(["pinned.invalid", "127.0.0.1"])
+    result = await get.invoke({"url": f"http://pinned.invalid:{port}/headers"})
+    # `.invalid` never resolves for real: the request reached the server at the checked
+    # address, with the name in its Host header, after exactly one lookup.
+    assert result["body"]["host"] == f"pinned.invalid:{port}"
+    assert result["url"] == f"http://pinned.invalid:{port}/headers"
+    assert resolver["calls"] == ["pinned.invalid"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "answers",
+    [
+        ["127.0.0.1"],
+        ["10.0.0.5"],
+        ["192.168.1.1", "169.254.169.254"],
+        ["::1"],
+        ["::ffff:127.0.0.1"],
+    ],
+)
+async def test_a_name_resolving_to_an_address_the_allowlist_refuses_is_refused(
+    server: str, resolver: dict[str, list[str]], answers: list[str]
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    resolver["rebind.invalid"] = answers
+    get, _ = make_http_tools(["rebind.invalid"])
+    with pytest.raises(URLNotAllowedError, match="not a public address"):
+        await get.invoke({"url": f"http://rebind.invalid:{port}/json"})
+
+
+@pytest.mark.anyio
+async def test_every_redirect_hop_is_resolved_and_checked(
+    server: str, resolver: dict[str, list[str]]
+) -> None:
+    port = server.rsplit(":", 1)[1]
+    resolver["localhost"] = ["10.0.0.7"]  # the redirect's target name now points elsewhere
+    get, _ = make_http_tools(["127.0.0.1", "localhost"])
+    with pytest.raises(URLNotAllowedError, match=r"'localhost' resolves to 10\.0\.0\.7"):
+        await get.invoke({"url": f"http://127.0.0.1:{port}/redirect-away"})
+    assert resolver["calls"] == ["localhost"]  # the IP host needed no lookup
+
+
+@pytest.mark.anyio
+async def test_localhost_needs_its_address_on_the_allowlist(server: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    get, _ = make_http_tools(["localhost"])
+    with pytest.raises(URLNotAllowedError, match="not a public address"):
+        await get.invoke({"url": f"http://localhost:{port}/json"})
+    get, _ = make_http_tools(["localhost", "127.0.0.1"])
+    assert (await get.invoke({"url": f"http://localhost:{port}/json"}))["status"] == 200

@@ -18,16 +18,18 @@ import torch
 import asynclm.inferlets
 from asynclm.engine.engine import Engine
 from asynclm.engine.generation import GenerationResult
-from asynclm.engine.inferlet import (
+from asynclm.engine.sampling import Sampler
+from asynclm.inferlet import (
     InferletError,
+    Namespace,
+    Quota,
+    QuotaExceededError,
     Runtime,
     load_inferlet,
     parse_cli_args,
     run_inferlet,
     run_many,
 )
-from asynclm.engine.sampling import Sampler
-from asynclm.engine.scope import Quota, QuotaExceededError
 from asynclm.inferlets import json_output
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +103,7 @@ async def test_parallel_children_equal_sequential_generations(engine: Engine) ->
     reference = await generate_alone(engine, chat_prompt(engine), 8)
     expected = engine.tokenizer.decode(without_eos(engine, reference.tokens))
     assert result["answers"] == [expected] * 3
-    opening = engine.tokenizer.encode(engine.tokenizer.chat.generation_prompt)
+    opening = engine.tokenizer.encode(engine.tokenizer.chat.generation_prompt, special=True)
     assert result["prefix_tokens"] == len(chat_prompt(engine)) - len(opening)
     assert result["joined"].startswith("[1] ") and "\n\n[3] " in result["joined"]
 
@@ -218,8 +220,11 @@ SCHEMAS = [
 @pytest.mark.parametrize("schema", SCHEMAS, ids=["person", "mixed"])
 async def test_json_output_always_validates(engine: Engine, schema: dict[str, Any]) -> None:
     for seed in range(4):  # sampled from a random model: only the grammar makes it valid
-        value = await run_inferlet(
-            engine, json_output.main, {"schema": schema, "temperature": 1.0, "seed": seed}
+        value = await run_inferlet(  # in process: the example's vocabulary scan is cached
+            engine,
+            json_output.main,
+            {"schema": schema, "temperature": 1.0, "seed": seed},
+            isolation="in-process",
         )
         jsonschema.validate(value, schema)
         assert list(value) == list(schema["properties"])  # the schema's property order is kept
@@ -257,13 +262,17 @@ async def _open_and_generate(runtime: Runtime, name: str = "secret") -> str:
 
 
 async def test_an_inferlet_cannot_open_another_inferlets_export(engine: Engine) -> None:
-    assert await run_inferlet(engine, _save, name="owner", keep_exports=True) == ["secret"]
+    owner = Namespace("owner")
+    assert await run_inferlet(engine, _save, name="owner", namespace=owner) == ["secret"]
     assert engine.export_names() == []  # not in the root scope either
-    with pytest.raises(KeyError, match="no export named 'secret' is visible here"):
-        await run_inferlet(engine, _open_and_generate, name="intruder")
+    for name in ("intruder", "owner"):  # the same name is not the same namespace
+        with pytest.raises(KeyError, match="no export named 'secret' is visible here"):
+            await run_inferlet(engine, _open_and_generate, name=name)
     with pytest.raises(KeyError, match="no export named 'secret' is visible here"):
         await run_inferlet(engine, _open_and_generate, name="intruder", shared=["secret"])
-    engine.drop_export("secret", engine.scope("owner"))
+    text = await run_inferlet(engine, _open_and_generate, name="heir", namespace=owner)
+    assert isinstance(text, str)  # given the namespace explicitly, it sees the export
+    engine.drop_scope_exports(engine.scope("owner", namespace=owner))
     assert engine.pool.num_used == 0
 
 
@@ -289,7 +298,7 @@ async def _list_exports(runtime: Runtime) -> list[str]:
 
 async def test_exports_of_an_inferlet_are_dropped_when_it_ends(engine: Engine) -> None:
     assert await run_inferlet(engine, _save, name="short-lived") == ["secret"]
-    assert not engine.has_export("secret", engine.scope("short-lived"))
+    assert len(engine.exports) == 0
     assert engine.pool.num_used == 0
 
 

@@ -1,0 +1,92 @@
+"""Training end to end on small models: the command, the adapter files, tied embeddings."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from asynclm.cli import main
+from asynclm.cml.tokens import MARKERS
+
+
+def test_asynclm_finetune_tiny_runs_and_writes_adapter_config_and_metrics(tmp_path):
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", "tiny", "--steps", "3", "--out", str(out)]) == 0
+    adapter = out / "adapter"
+    assert (adapter / "adapter_config.json").exists()
+    assert (adapter / "tokenizer.json").exists()
+    weights = load_file(str(adapter / "adapter_model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float16}
+    assert any("trainable_tokens" in k for k in weights)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 3
+    assert metrics["train_minutes"] >= 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["train"]["steps"] == 3
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["tasks"] > 0 and stats["loss_tokens"] > 0
+    assert sum(stats["rows"].values()) > 0
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert main(["finetune", "--model", "tiny", "--steps", "2", "--out", str(out)]) == 0
+    assert main(["finetune", "--model", "tiny", "--steps", "4", "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["train"]["steps"] == 4
+
+
+@pytest.fixture
+def tied_model_dir(tmp_path):
+    """A tiny Llama with tied input/output embeddings, as SmolLM2 has, saved as a folder."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from asynclm.engine.loader import default_tokenizer
+
+    tokenizer = default_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer.hf),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
+    folder = tmp_path / "tied"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.hf.save_pretrained(folder)
+    return folder
+
+
+def test_trained_token_rows_reach_both_tied_embeddings_after_the_merge(tied_model_dir, tmp_path):
+    from asynclm.engine.loader import load_model
+
+    out = tmp_path / "run"
+    code = main(
+        [
+            "finetune",
+            "--preset",
+            "tiny",
+            "--model",
+            str(tied_model_dir),
+            "--steps",
+            "3",
+            "--lr",
+            "0.05",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    (rows,) = [v for k, v in weights.items() if "trainable_tokens_delta" in k]
+    merged = load_model(str(tied_model_dir), adapter=out / "adapter", use_cache=False)
+    ids = [merged.tokenizer.encode(m, special=True) for m in MARKERS]
+    assert all(len(i) == 1 for i in ids)  # each marker is one special token
+    ids = [i[0] for i in ids]
+    embedding = merged.model.tok_embeddings.weight[ids].float()
+    output = merged.model.output.weight[ids].float()
+    torch.testing.assert_close(embedding, rows.float(), atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(output, rows.float(), atol=1e-3, rtol=1e-3)
