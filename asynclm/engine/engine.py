@@ -42,7 +42,8 @@ class Engine:
             `auto` (default, exact: float32 plus block formats that reproduce the weights bit
             for bit), `fp32`, or approximate ones allowed on top: `int8`, `bf16`, `fp16`.
         tune: on CPU, measure the kernels of every linear layer at load (cached per machine)
-            and use the fastest per batch size; False runs plain `F.linear`.
+            and use the fastest per batch size; False runs plain `F.linear` (the fused ops
+            are native either way, when this machine has them).
 
     Attributes:
         pool: the KV page allocator (no torch); `kv`: the KV pool tensors.
@@ -70,9 +71,10 @@ class Engine:
         self.model = model
         self.weights = WeightPolicy.parse(weights)
         self.kernels: KernelReport | None = None
-        if tune and isinstance(model, Transformer) and model.device.type == "cpu":
-            model.use_ops(native_ops())
-            self.kernels = plan_kernels(model, self.weights)
+        if isinstance(model, Transformer) and model.device.type == "cpu":
+            model.use_ops(native_ops())  # torch's ops when the native ones cannot be had
+            if tune:
+                self.kernels = plan_kernels(model, self.weights)
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint or name

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 T = TypeVar("T")
 _STOP = object()
@@ -37,7 +38,11 @@ class ForwardThread:
         self._lock = threading.Lock()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` on the thread; its result or exception."""
+        """`fn(*args)` on the thread; its result or exception.
+
+        A caller cancelled meanwhile is cancelled once the call has ended, as with
+        `anyio.to_thread.run_sync`: a forward is never abandoned half-way.
+        """
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not asyncio (e.g. trio): anyio's own worker threads
@@ -45,7 +50,10 @@ class ForwardThread:
         self._start()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put((fn, args, loop, future))
-        return await future
+        with anyio.CancelScope(shield=True):  # like to_thread: a cancelled caller waits for
+            result = await future  # the call to end (it still writes the KV pool meanwhile)
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        return result
 
     def _start(self) -> None:
         with self._lock:

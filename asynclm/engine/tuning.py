@@ -246,7 +246,9 @@ def _sweep_layers(rows: int, weight_bytes: int, available: int) -> int:
 
 
 @torch.inference_mode()
-def _time_kernels(kernels: dict[str, list[LinearKernel]], x: Tensor, layers: int) -> dict[str, float]:
+def _time_kernels(
+    kernels: dict[str, list[LinearKernel]], x: Tensor, layers: int
+) -> dict[str, float]:
     """The fastest of a few sweeps per kernel (noise from other work only ever adds time)."""
     samples: dict[str, list[float]] = {name: [] for name in kernels}
     for rep in range(_REPS):
@@ -278,7 +280,14 @@ def _report(
     shape = (int(modules[0].weight.shape[0]), int(modules[0].weight.shape[1]))
     exact = block is not None and block.tail is None
     return SiteReport(
-        site, shape, len(modules), None if block is None else block.format, exact, plan, timings, cached
+        site,
+        shape,
+        len(modules),
+        None if block is None else block.format,
+        exact,
+        plan,
+        timings,
+        cached,
     )
 
 

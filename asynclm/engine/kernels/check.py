@@ -2,23 +2,27 @@
 
 The C++ kernels are compiled for the CPU they run on, so code paths for other CPUs (AVX-512
 here, AVX2 there) were never run where they were written. Before first use, each op is run
-once on small random inputs and compared with its torch version; an op that disagrees turns the
-native kernels off for this process (with a warning) rather than returning wrong logits.
+once on small random inputs and compared with its torch version; an op that disagrees (or
+fails) turns the native kernels off for this process rather than returning wrong logits.
+
+Whenever the native kernels are not used, `native_ops` logs one line saying why (a warning for a
+failure, info when `ASYNCLM_NATIVE=0` asked for it) and the engine runs on torch's kernels.
 """
 
 from __future__ import annotations
 
 import functools
-import warnings
+import logging
 
 import torch
 import torch.nn.functional as F
 
 from asynclm.engine.kernels.formats import dequantize, quantize
-from asynclm.engine.kernels.native import load_native
+from asynclm.engine.kernels.native import ENV_SWITCH, load_native
 from asynclm.engine.kernels.ops import NATIVE_OPS, Ops
 
 _TOLERANCE = 1e-4  # relative to the largest output value
+logger = logging.getLogger("asynclm.engine")
 
 
 def native_ready() -> bool:
@@ -35,20 +39,27 @@ def problems() -> tuple[str, ...]:
     missing = [n for n in (*NATIVE_OPS, "q4_1_linear", "q8_0_linear") if not _has(n)]
     if missing:
         return (f"the native library lacks {', '.join(missing)}",)
-    found = _compare()
+    try:
+        found = _compare()
+    except Exception as e:  # an op that raises is as unusable as one that disagrees
+        found = [f"the self-check raised {type(e).__name__}: {e}"]
     if found:
-        warnings.warn(
-            "asynclm: native kernels disagree with torch on this machine and are off: "
-            + "; ".join(found),
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return tuple(found)
+        return ("they disagree with torch on this machine: " + "; ".join(found),)
+    return ()
 
 
 def native_ops() -> Ops:
-    """The fused ops: native when ready, else torch."""
-    return Ops(native=native_ready())
+    """The fused ops: native when ready, else torch (logged once per process with the reason)."""
+    ready = native_ready()
+    if not ready:
+        _log_fallback(problems()[0])
+    return Ops(native=ready)
+
+
+@functools.lru_cache(maxsize=1)
+def _log_fallback(reason: str) -> None:
+    level = logging.INFO if ENV_SWITCH in reason else logging.WARNING
+    logger.log(level, "asynclm: native kernels off (%s); using torch's kernels", reason)
 
 
 def _has(name: str) -> bool:

@@ -3,8 +3,9 @@
 The sources (`csrc/*.cpp`) are built once per machine with `-march=native` (so the compiler
 emits the AVX2 / AVX-512 / NEON code this CPU runs) into `cache_root()/kernels/<key>`, the key
 covering the sources, the CPU and torch. Later processes load the cached library in
-milliseconds. Without a compiler (or with `ASYNCLM_NATIVE=0`) nothing is built and the engine
-runs on torch's own kernels; a failed build is remembered (`asynclm info --rebuild` retries).
+milliseconds. Nothing is built at import: the first `Engine` on a CPU asks for them. Without a
+compiler, after a failed build, or with `ASYNCLM_NATIVE=0`, the engine runs on torch's own
+kernels (one log line says why); a failed build is remembered (`asynclm info --rebuild` retries).
 The ops land in `torch.ops.asynclm`.
 """
 
@@ -87,15 +88,13 @@ def _load(rebuild: bool) -> NativeStatus:
 def _load_library(library: Path, how: str) -> NativeStatus:
     try:
         torch.ops.load_library(str(library))
-    except (OSError, RuntimeError) as e:
+    except Exception as e:  # a broken or foreign library: torch's kernels instead
         return NativeStatus(False, f"{library} does not load: {e}")
     return NativeStatus(True, how, str(library))
 
 
 def _build(folder: Path, library: Path, failed: Path) -> NativeStatus:
     """Compile in a private folder, then move the library into place atomically."""
-    from torch.utils.cpp_extension import load
-
     work = folder / f"build-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     print(
@@ -105,6 +104,8 @@ def _build(folder: Path, library: Path, failed: Path) -> NativeStatus:
     )
     start = time.perf_counter()
     try:
+        from torch.utils.cpp_extension import load
+
         load(
             LIBRARY,
             [str(_CSRC / name) for name in SOURCES],
@@ -113,9 +114,10 @@ def _build(folder: Path, library: Path, failed: Path) -> NativeStatus:
             is_python_module=False,
             verbose=False,
         )
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+    except Exception as e:  # any failure (no compiler, no ninja, a compile error) means torch
         failed.write_text(f"{type(e).__name__}: {e}\n")
-        return NativeStatus(False, f"build failed: {str(e).strip().splitlines()[-1:]}")
+        last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+        return NativeStatus(False, f"build failed ({last}); see {failed}")
     finally:
         built = work / f"{LIBRARY}.so"
         if built.exists():
