@@ -26,6 +26,7 @@ def agent_schema(chat: ChatTemplate, parts: Sequence[PromptPart]) -> Schema:
     user's instructions and tool documents are plain text.
     """
     opening, *texts, closing = system_pieces(chat, parts)
+
     def body(piece: Piece) -> str | Special:
         return Special(piece.text) if piece.special else piece.text
 

@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rows.append(_rounded(engine, spec, results, args, p1, new, tok_ref))
     for peer in peers.values():
         peer.close()
-    header = ("measure", "asynclm", "transformers", "speedup")
+    header: tuple[str, ...] = ("measure", "asynclm", "transformers", "speedup")
     header += tuple(f"llama.cpp {fmt} (ours/theirs)" for fmt in peers)
     print(table([r + ("",) * (len(header) - len(r)) for r in rows], header))
     _print_notes(results, agreement)

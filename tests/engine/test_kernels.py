@@ -36,6 +36,7 @@ def test_a_plan_takes_the_fastest_kernel_per_bucket_and_merges_neighbours():
     assert plan == ((4, "q4_1"), (ANY, "plain"))
     assert [kernel_for(plan, r) for r in (1, 4, 5, 10_000)] == ["q4_1", "q4_1", "plain", "plain"]
     assert describe(plan) == "q4_1 (1-4 rows), plain (5+ rows)"
+    assert describe(((1, "a"), (ANY, "b"))) == "a (1 row), b (2+ rows)"
 
 
 def test_a_plan_breaks_ties_by_preference_and_refuses_empty_timings():
@@ -234,3 +235,21 @@ async def test_a_cancelled_caller_waits_for_its_forward_to_end():
         pytest.fail("the cancelled caller went on")
     assert ended == [True]  # the call had ended before the cancellation took effect
     assert await thread.run(lambda: 2) == 2
+
+
+def test_asynclm_info_prints_the_cpu_and_every_sites_choice(capsys):
+    from asynclm.cli import main
+
+    assert main(["info", "--model", "tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cpu"]["model"] and report["cpu"]["key"]
+    assert set(report["sites"]) == {
+        "attention.wqkv",
+        "attention.wo",
+        "feed_forward.w13",
+        "feed_forward.w2",
+        "output",
+    }
+    assert main(["info", "--model", "tiny"]) == 0
+    text = capsys.readouterr().out
+    assert "native kernels:" in text and "attention.wqkv" in text

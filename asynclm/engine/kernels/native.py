@@ -106,6 +106,7 @@ def _build(folder: Path, library: Path, failed: Path) -> NativeStatus:
     try:
         from torch.utils.cpp_extension import load
 
+        _find_ninja()
         load(
             LIBRARY,
             [str(_CSRC / name) for name in SOURCES],
@@ -124,6 +125,18 @@ def _build(folder: Path, library: Path, failed: Path) -> NativeStatus:
             os.replace(built, library)
         shutil.rmtree(work, ignore_errors=True)
     return NativeStatus(True, f"built in {time.perf_counter() - start:.1f} s", str(library))
+
+
+def _find_ninja() -> None:
+    """Put the `ninja` of the Python package of that name on PATH if none is there (torch's
+    extension builder calls `ninja` by name; a venv's bin folder is not on PATH unless active)."""
+    if shutil.which("ninja"):
+        return
+    try:
+        import ninja  # type: ignore[import-untyped]
+    except ImportError:
+        return  # the build then fails with torch's own message ("Ninja is required...")
+    os.environ["PATH"] = os.pathsep.join((str(ninja.BIN_DIR), os.environ.get("PATH", "")))
 
 
 @functools.lru_cache(maxsize=1)

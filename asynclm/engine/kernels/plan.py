@@ -51,7 +51,8 @@ def describe(plan: Plan) -> str:
         if max_rows == ANY:
             parts.append(f"{name} ({low}+ rows)" if low > 1 else f"{name} (any rows)")
         else:
-            span = f"{low}" if low == max_rows else f"{low}-{max_rows}"
-            parts.append(f"{name} ({span} rows)")
+            span = f"{low} row" if low == max_rows == 1 else f"{low}-{max_rows} rows"
+            span = f"{low} rows" if low == max_rows > 1 else span
+            parts.append(f"{name} ({span})")
         low = max_rows + 1
     return ", ".join(parts)
