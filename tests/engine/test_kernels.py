@@ -20,9 +20,13 @@ from asynclm.engine.kernels.ops import Ops
 from asynclm.engine.kernels.plan import ANY, choose_plan, describe, kernel_for
 from asynclm.engine.weights import WeightPolicy
 
-needs_native = pytest.mark.skipif(
-    not check.native_ready(), reason="native kernels not built on this machine"
-)
+
+@pytest.fixture
+def needs_native() -> None:
+    """Skip where this machine has no native kernels (checked when the test runs, not at
+    collection: nothing is built while tests are collected)."""
+    if not check.native_ready():
+        pytest.skip(f"native kernels off here: {check.problems()[0]}")
 
 
 # ---- plans (pure) ----------------------------------------------------------------------------
@@ -74,13 +78,13 @@ def test_rows_appended_to_a_quantized_weight_stay_float32_as_a_tail():
 
 
 # ---- native kernels agree with torch ---------------------------------------------------------
-@needs_native
+@pytest.mark.usefixtures("needs_native")
 def test_the_native_kernels_pass_their_self_check_here():
     assert check.problems() == ()
     assert check.native_ops().native
 
 
-@needs_native
+@pytest.mark.usefixtures("needs_native")
 @pytest.mark.anyio
 async def test_native_and_torch_ops_give_the_same_logits_on_a_model(tiny):
     from asynclm.engine.engine import Engine
@@ -253,3 +257,14 @@ def test_asynclm_info_prints_the_cpu_and_every_sites_choice(capsys):
     assert main(["info", "--model", "tiny"]) == 0
     text = capsys.readouterr().out
     assert "native kernels:" in text and "attention.wqkv" in text
+
+
+def test_importing_the_engine_builds_nothing(tmp_path):
+    """A fresh cache and a fresh process: importing every engine module compiles nothing."""
+    script = "import asynclm.engine.engine, asynclm.engine.kernels.check, asynclm.engine.tuning"
+    env = {**os.environ, "ASYNCLM_CACHE": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "kernels").exists() and "compiling" not in done.stderr
