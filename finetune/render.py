@@ -3,8 +3,8 @@
 The prompt comes from the agent's own renderer (`asynclm.agent.prompting`) and is tokenised
 piece by piece as the Prompt Cache does; the turn is the model's chunks, each encoded on its
 own, with the runtime's `[INTR]` blocks inserted at their token positions (encoded as the
-runtime encodes them: markers and ids as special tokens, the value as plain text). Only what the model
-writes carries loss: its text, call blocks, traps and the final end-of-turn token — never the
+runtime encodes them: markers and ids as special tokens, the value as plain text). Only what the
+model writes carries loss: its text, call blocks, traps and the final end-of-turn token — never the
 prompt and never an injected interrupt.
 """
 
@@ -100,7 +100,9 @@ class Renderer:
         """Token ids of a prompt piece (cached: tool documents repeat across tasks)."""
         ids = self._pieces.get(piece)
         if ids is None:
-            ids = self._pieces[piece] = tuple(self.tokenizer.encode(piece.text, special=piece.special))
+            ids = self._pieces[piece] = tuple(
+                self.tokenizer.encode(piece.text, special=piece.special)
+            )
         return ids
 
     def tokenize(self, text: str) -> list[str]:

@@ -104,7 +104,7 @@ def test_system_parts() -> None:
     assert parts[2].text.startswith("calculator(expression: str)\n  Evaluates")
     assert not parts[2].special  # a tool's document is plain text, whatever it says
     assert parts[3] == PromptPart("example", "\n" + EXAMPLE, special=True)
-    assert [p.name for p in system_parts([calculator])][0] == "protocol"
+    assert next(p.name for p in system_parts([calculator])) == "protocol"
     assert [p.name for p in system_parts([calculator], example=False)][-1] == "tool.0.calculator"
     assert system_parts([]) == [PromptPart("instructions", "You are a helpful assistant.")]
 

@@ -61,7 +61,9 @@ async def test_async_mode_interrupts_the_stream_with_the_result(make_server, cml
     reasons = [s.reason for s in remote.stats.submissions]
     assert reasons == ["start", "interrupt"]  # written on while the tool ran, then resubmitted
     assert "[INTR] c1 [HEAD] 42 [END]" in server.requests[1]["prompt"]
-    assert server.requests[0]["logit_bias"] == {str(cml_tokenizer.encode("[INTR]", special=True)[0]): -100}
+    assert server.requests[0]["logit_bias"] == {
+        str(cml_tokenizer.encode("[INTR]", special=True)[0]): -100
+    }
 
 
 async def test_sync_mode_pauses_at_the_call_and_resumes(make_server, cml_tokenizer) -> None:
@@ -73,7 +75,9 @@ async def test_sync_mode_pauses_at_the_call_and_resumes(make_server, cml_tokeniz
     assert [s.reason for s in remote.stats.submissions] == ["start", "resume"]
     resume = remote.stats.submissions[1]
     injected = interrupt_pieces("c1", "42")
-    assert resume.recomputed_tokens == sum(len(cml_tokenizer.encode(t, special=s)) for t, s in injected)
+    assert resume.recomputed_tokens == sum(
+        len(cml_tokenizer.encode(t, special=s)) for t, s in injected
+    )
 
 
 async def test_the_prompt_is_the_one_the_local_engine_would_see(make_server, cml_tokenizer):

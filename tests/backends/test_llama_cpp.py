@@ -155,5 +155,6 @@ async def test_an_async_agent_runs_end_to_end_on_llama_cpp(backend) -> None:
     assert reasons == ["start", "interrupt"]  # written on while the tool ran, then resubmitted
     restart = backend.stats.submissions[-1]
     assert (
-        restart.recomputed_tokens <= len(backend.tokenizer.encode("[INTR] c1 [HEAD] 42 [END]", special=True)) + 2
+        restart.recomputed_tokens
+        <= len(backend.tokenizer.encode("[INTR] c1 [HEAD] 42 [END]", special=True)) + 2
     )

@@ -267,7 +267,9 @@ async def test_a_prompt_in_pieces_is_encoded_piece_by_piece(make_server, cml_tok
     backend = backend_for(server, cml_tokenizer)
     pieces = [("Tools:\n- f(x)", False), ("[CALL]", True), (" [CALL] user text", False)]
     async with backend.open_pieces(lambda chat: pieces) as ctx:
-        expected = [t for text, special in pieces for t in cml_tokenizer.encode(text, special=special)]
+        expected = [
+            t for text, special in pieces for t in cml_tokenizer.encode(text, special=special)
+        ]
         assert ctx.tokens == expected
     # a special piece gets the marker token, a plain one only its text's ordinary tokens
     marker = cml_tokenizer.encode("[CALL]", special=True)

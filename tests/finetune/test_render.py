@@ -107,7 +107,11 @@ async def replay(renderer, task, turn):
     """Runs the agent on the scripted model writing the turn token by token; returns the
     context it saw when it ended its turn."""
     tok = renderer.tokenizer
-    pieces = [renderer.tokenizer.decode([t]) for c in turn.chunks for t in tok.encode(c.text, special=True)]
+    pieces = [
+        renderer.tokenizer.decode([t])
+        for c in turn.chunks
+        for t in tok.encode(c.text, special=True)
+    ]
     timing = GateTiming()
     seen: list[list[int]] = []
 
