@@ -57,7 +57,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 
 typecheck: $(STAMP)
-	$(PY) -m mypy asynclm
+	$(PY) -m mypy asynclm tests/typing
 
 # Layer contracts (import-linter), no import circles, no access to another object's privates.
 arch: $(STAMP)

@@ -21,6 +21,8 @@ BENCHMARKS = {
     "engine": ("asynclm.bench.engine", "inference core vs transformers"),
     "cache": ("asynclm.bench.cache", "Prompt Cache vs full prefill"),
     "agent": ("asynclm.bench.agent", "sync vs sync-parallel vs async agent latency"),
+    "session": ("asynclm.bench.session", "a conversation's TTFT: session (kept K/V) vs replay"),
+    "bfcl": ("asynclm.bench.bfcl", "BFCL accuracy and latency: sync vs sync-parallel vs async"),
     "backends": ("asynclm.bench.backends", "interrupts on a serving engine vs our engine"),
 }
 

@@ -17,10 +17,12 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from asynclm.bfcl_eval.entry import Entry
+from asynclm.bfcl_eval.multistep import build_multistep
 
 __all__ = [
     "BFCL_VERSION",
@@ -29,6 +31,7 @@ __all__ = [
     "BFCLDataError",
     "Entry",
     "data_root",
+    "function_classes",
     "load_category",
 ]
 
@@ -78,29 +81,6 @@ MULTI_TURN_CLASS_DOCS = {
 
 class BFCLDataError(FileNotFoundError):
     """BFCL's data files are missing or unreadable; the message says how to get them."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One BFCL test entry.
-
-    Attributes:
-        id: BFCL's id, e.g. `parallel_3`.
-        category: The category, e.g. `parallel`.
-        question: The turns; each a list of chat messages `{"role", "content"}`.
-        functions: The function documents `{"name", "description", "parameters"}`.
-        ground_truth: The possible answers: for the AST categories a list of
-            `{function: {parameter: [accepted values]}}` (an accepted "" marks an optional
-            parameter); for multi_turn_base a list per turn of call strings; for
-            multistep_parallel a list of chains, each a list of possible answers in order.
-            None where BFCL has no answer (irrelevance: no call is the right answer).
-    """
-
-    id: str
-    category: str
-    question: list[list[dict]]
-    functions: list[dict]
-    ground_truth: list | None
 
 
 def data_root() -> Path:
@@ -166,9 +146,7 @@ def load_category(category: str, *, limit: int | None = None) -> list[Entry]:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     if category == "multistep_parallel":
-        from asynclm.bfcl_eval.multistep import build_multistep
-
-        return build_multistep(load_category("multi_turn_base"))[:limit]
+        return build_multistep(load_category("multi_turn_base"), function_classes())[:limit]
     rows = _read_lines(_category_file(category))[:limit]
     answers = _answers(category)
     return [_entry(category, row, answers) for row in rows]
@@ -227,6 +205,16 @@ def class_functions(classes: list[str]) -> list[dict]:
             raise ValueError(f"unknown multi-turn class {name!r}; known: {known}")
         docs += _read_lines(data_root() / "multi_turn_func_doc" / MULTI_TURN_CLASS_DOCS[name])
     return docs
+
+
+def function_classes() -> dict[str, str]:
+    """Function name → multi-turn API class, for the classes whose documents are present."""
+    folder = data_root() / "multi_turn_func_doc"
+    owners: dict[str, str] = {}
+    for cls, file in MULTI_TURN_CLASS_DOCS.items():
+        if (folder / file).is_file():
+            owners.update((f["name"], cls) for f in class_functions([cls]))
+    return owners
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import ast
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asynclm.bfcl_eval.data import Entry
+from asynclm.bfcl_eval.entry import Entry
 
 __all__ = ["CHAINS", "MIN_CALLS", "SEED", "Sample", "Task", "build_multistep", "plan_multistep"]
 
@@ -76,22 +76,26 @@ class Task:
         )
 
 
-def build_multistep(multi_turn: Sequence[Entry], *, seed: int = SEED) -> list[Entry]:
+def build_multistep(
+    multi_turn: Sequence[Entry], owners: Mapping[str, str], *, seed: int = SEED
+) -> list[Entry]:
     """The multistep_parallel entries built from multi_turn_base entries.
 
     Args:
         multi_turn: multi_turn_base entries (all of them, in BFCL's order).
+        owners: Function name → multi-turn API class (`asynclm.bfcl_eval.data.function_classes`).
         seed: Shuffling seed (the published figures use `SEED`).
 
     Returns:
         The tasks as entries, `multistep_parallel_0`, `multistep_parallel_1`, ...
     """
-    return [task.entry() for task in plan_multistep(multi_turn, seed=seed)]
+    return [task.entry() for task in plan_multistep(multi_turn, owners, seed=seed)]
 
 
-def plan_multistep(multi_turn: Sequence[Entry], *, seed: int = SEED) -> list[Task]:
+def plan_multistep(
+    multi_turn: Sequence[Entry], owners: Mapping[str, str], *, seed: int = SEED
+) -> list[Task]:
     """The multistep_parallel tasks with their source samples (see the module docstring)."""
-    owners = _function_classes()
     samples = [s for e in multi_turn if (s := sample_of(e, owners)) is not None]
     random.Random(seed).shuffle(samples)
     tasks: list[Task] = []
@@ -112,7 +116,7 @@ def plan_multistep(multi_turn: Sequence[Entry], *, seed: int = SEED) -> list[Tas
     return tasks
 
 
-def sample_of(entry: Entry, owners: dict[str, str]) -> Sample | None:
+def sample_of(entry: Entry, owners: Mapping[str, str]) -> Sample | None:
     """The entry's first turn as a sample, or None if it is not an eligible multi-step chain."""
     if not entry.ground_truth or not entry.question or len(entry.question[0]) != 1:
         return None
@@ -173,18 +177,6 @@ def call_answer(doc: dict, arguments: tuple[tuple[Any, ...], dict[str, Any]]) ->
     return {doc["name"]: accepted}
 
 
-def _function_classes() -> dict[str, str]:
-    """Function name → multi-turn API class, for the classes whose documents are present."""
-    from asynclm.bfcl_eval.data import MULTI_TURN_CLASS_DOCS, class_functions, data_root
-
-    folder = data_root() / "multi_turn_func_doc"
-    owners: dict[str, str] = {}
-    for cls, file in MULTI_TURN_CLASS_DOCS.items():
-        if (folder / file).is_file():
-            owners.update((f["name"], cls) for f in class_functions([cls]))
-    return owners
-
-
 def _unique_by_name(docs: Any) -> list[dict]:
     seen: dict[str, dict] = {}
     for doc in docs:
@@ -203,11 +195,3 @@ def markdown(tasks: Sequence[Task]) -> str:
             classes = ", ".join(sorted(s.classes))
             rows.append(f"| {label} | {'abc'[k]} | {s.source_id} | {classes} | {calls} |")
     return "\n".join(rows)
-
-
-if __name__ == "__main__":
-    from asynclm.bfcl_eval.data import load_category
-
-    plan = plan_multistep(load_category("multi_turn_base"))
-    print(f"{len(plan)} tasks (seed {SEED})\n")
-    print(markdown(plan))

@@ -25,7 +25,8 @@ MODEL = "asynclm"
 def load_checker(root: str):
     sys.path.insert(0, root)
     stub = types.ModuleType("bfcl_eval.constants.model_config")
-    stub.MODEL_CONFIG_MAPPING = {MODEL: types.SimpleNamespace(underscore_to_dot=False)}
+    mapping = {MODEL: types.SimpleNamespace(underscore_to_dot=False)}
+    setattr(stub, "MODEL_CONFIG_MAPPING", mapping)  # noqa: B010 (a module attribute)
     sys.modules[stub.__name__] = stub
     from bfcl_eval.constants.enums import Language
     from bfcl_eval.eval_checker.ast_eval import ast_checker
@@ -38,7 +39,7 @@ def load_checker(root: str):
 
 def main() -> None:
     check, python = load_checker(sys.argv[1])
-    results = []
+    results: list[tuple[bool | None, str]] = []
     for functions, calls, answer, category in pickle.load(sys.stdin.buffer):
         try:
             verdict = check(functions, calls, answer, python, category, MODEL)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from asynclm.bfcl_eval.checker import Call
-from asynclm.bfcl_eval.rules import OPTIONAL
+from asynclm.bfcl_eval.rules import OPTIONAL, concrete
 
 __all__ = ["Case", "base_answer", "perturbations"]
 
@@ -43,7 +43,7 @@ def base_answer(ground_truth: list, rng: random.Random | None = None) -> list[Ca
                 continue
             value = rng.choice(options) if rng else options[0]
             if not _is_optional(value):
-                args[param] = copy.deepcopy(value)
+                args[param] = concrete(copy.deepcopy(value), rng.choice if rng else None)
         calls.append({name: args})
     return calls
 
@@ -250,7 +250,7 @@ def _other_value(calls: list[Call], ctx: Context, rng: random.Random) -> list[Ca
     if _is_optional(value):
         args.pop(param, None)
     else:
-        args[param] = copy.deepcopy(value)
+        args[param] = concrete(copy.deepcopy(value), rng.choice)
     return calls
 
 
@@ -390,7 +390,7 @@ def perturbations(
         raise ValueError("perturbations need entries with a ground truth")
     rng = random.Random(seed)
     kinds = sorted(CALL_OPS)
-    cases = []
+    cases: list[Case] = []
     while len(cases) < count:
         entry = usable[len(cases) % len(usable)]
         ctx = Context(entry.ground_truth, entry.functions)

@@ -22,10 +22,11 @@ verdicts agree with BFCL's (the agreement is measured by `asynclm.bfcl_eval.agre
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-__all__ = ["PYTHON_TYPES", "Verdict", "check_value", "standardize"]
+__all__ = ["PYTHON_TYPES", "Verdict", "check_value", "concrete", "standardize"]
 
 PYTHON_TYPES: dict[str, type] = {
     "string": str,
@@ -64,6 +65,22 @@ def fail(error_type: str, error: str) -> Verdict:
 def standardize(text: str) -> str:
     """BFCL's string standardisation: `"April 1, 2024"` → `"april12024"`."""
     return _IGNORED.sub("", text).lower().replace("'", '"')
+
+
+def concrete(value: Any, pick: Callable[[list], Any] | None = None) -> Any:
+    """An accepted value as a model would write it.
+
+    In a possible answer a dict's values are themselves lists of accepted values (so are those
+    of the dicts in a list of dicts): each becomes one of them (`pick`, default the first), and
+    a key whose pick is "" is left out.
+    """
+    choose = pick or (lambda options: options[0])
+    if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
+        picked = {key: choose(options) for key, options in value.items() if options}
+        return {key: item for key, item in picked.items() if not _is_optional(item)}
+    if isinstance(value, list):
+        return [concrete(item, pick) if isinstance(item, dict) else item for item in value]
+    return value
 
 
 def _std(value: Any) -> Any:
@@ -148,7 +165,7 @@ def check_type(
     known = answer_type(accepted)
     is_variable = known is not None and known is not expected
     if type(value) is expected:
-        if nested is None or _elements_typed(name, value, accepted, nested):
+        if nested is None or _elements_typed(name, cast(list, value), accepted, nested):
             return TypeCheck(PASS, is_variable)
         kind = "type_error:nested" if known is type(value) else "type_error:simple"
         return TypeCheck(fail(kind, f"{name}: elements of {value!r} are not {nested.__name__}"))

@@ -625,13 +625,3 @@ CHAINS: tuple[Chain, ...] = (
         ("the local time where user {a.username} lives",),
     ),
 )
-
-
-def family(name: str) -> Family:
-    """The family (training or held out) with this tool name."""
-    from asynclm.finetune.held_out import HELD_OUT
-
-    for fam in (*TRAINING, *HELD_OUT):
-        if fam.name == name:
-            return fam
-    raise KeyError(name)

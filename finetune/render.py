@@ -3,9 +3,9 @@
 The prompt comes from the agent's own renderer (`asynclm.agent.prompting`) and is tokenised
 piece by piece as the Prompt Cache does; the turn is the model's chunks, each encoded on its
 own, with the runtime's `[INTR]` blocks inserted at their token positions (encoded as the
-runtime encodes them: markers and ids as special tokens, the value as plain text). Only what the
-model writes carries loss: its text, call blocks, traps and the final end-of-turn token — never the
-prompt and never an injected interrupt.
+runtime encodes them: markers and ids as special tokens, the value as plain text). Only what
+the model writes carries loss: its text, call blocks, traps and the final end-of-turn token —
+never the prompt and never an injected interrupt.
 """
 
 from __future__ import annotations

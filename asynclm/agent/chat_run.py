@@ -4,7 +4,12 @@ The model does not write CML here: each assistant turn of `/v1/chat/completions`
 or tool calls. Sync mode asks for one call per turn (`parallel_tool_calls: false`) and runs it;
 sync-parallel accepts every call of a turn and runs them together. Each result goes back as a
 `tool` message and the model is asked again, until it answers without a call. Async mode needs
-CML (a chat turn's calls arrive only when the turn ends), so it is refused here.
+CML (a chat turn's calls arrive only when the turn ends), so it is refused here, and so are
+tools that need approval (a chat run cannot hold one call while others go on).
+
+Limits hold as in a CML run (tokens, calls, tool retries, wall time; the same finish reasons),
+hooks see the same events, and the result carries the conversation's messages; earlier turns
+go to the model as chat messages (the user's text, the model's answers).
 """
 
 from __future__ import annotations
@@ -16,10 +21,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from asynclm.agent.dispatch import interrupt_value, run_call, short
+from asynclm.agent.errors import RunStateError, single_error
 from asynclm.agent.events import AgentEvent, CallDispatched, CallFinished, TextDelta
+from asynclm.agent.hooks import RunInfo, new_run_id
+from asynclm.agent.messages import AssistantMessage, TextPart, UserMessage
 from asynclm.agent.result import CallRecord, RunResult, Usage
 from asynclm.agent.spec import RunSpec
 from asynclm.backends.remote.chat import ToolCallRequest, chat_completion, tool_result, tool_spec
+from asynclm.tooling import RunContext, clean_text
 from asynclm.trace import Trace
 
 if TYPE_CHECKING:
@@ -36,19 +45,39 @@ class ChatRun:
         backend: The server (its client and model name).
         system: The system message (instructions; the tools travel as `tools`).
         prompt: The user's message.
+        deps: What tools taking a `RunContext` receive.
+        history: The conversation before this turn.
+
+    Raises:
+        ValueError: The mode is async, or a tool needs approval.
+        TypeError: `prompt` is not a string.
     """
 
-    def __init__(self, spec: RunSpec, backend: RemoteBackend, system: str | None, prompt: str):
-        if spec.mode.name == "async":
-            raise ValueError(
-                "async mode needs CML (the model keeps writing while calls run); OpenAI tool "
-                "calling gives the calls only at the end of a turn: use sync or sync-parallel, "
-                "or an exported CML model over openai:URL"
-            )
+    def __init__(
+        self,
+        spec: RunSpec,
+        backend: RemoteBackend,
+        system: str | None,
+        prompt: str,
+        *,
+        deps: Any = None,
+        history: Sequence[UserMessage | AssistantMessage] = (),
+    ) -> None:
+        _check_chat_run(spec, prompt)
         self.spec = spec
         self.backend = backend
-        self.prompt = prompt
+        self.prompt = clean_text(prompt)
+        self.deps = deps
+        self.history = tuple(history)
         self.mode = spec.mode.name
+        self.info = RunInfo(
+            new_run_id(),
+            spec.agent_name,
+            spec.model_name,
+            self.mode,
+            self.prompt,
+            tuple(spec.tools),
+        )
         self.trace = Trace(f"agent-chat-{self.mode}")
         self.usage = Usage()
         self.calls: list[CallRecord] = []
@@ -56,11 +85,13 @@ class ChatRun:
         self.output = ""
         self._messages: list[dict[str, Any]] = [
             *([{"role": "system", "content": system}] if system else []),
-            {"role": "user", "content": prompt},
+            *_chat_history(self.history),
+            {"role": "user", "content": self.prompt},
         ]
         self._tools = [tool_spec(t.name, t.description, t.parameters) for t in spec.tools.values()]
         self._events_send, self._events = anyio.create_memory_object_stream[AgentEvent](math.inf)
-        self._result: RunResult | None = None
+        self._result: RunResult[Any] | None = None
+        self._finished = False
 
     def __aiter__(self) -> ChatRun:
         return self
@@ -72,38 +103,113 @@ class ChatRun:
             raise StopAsyncIteration from None
 
     async def interrupt(self, text: str) -> None:
-        """Add a user message; it goes to the model with the next request."""
-        self._messages.append({"role": "user", "content": text})
+        """Add a user message; it goes to the model with the next request.
+
+        Raises:
+            TypeError: `text` is not a string.
+            RunStateError: The run has finished.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"an interrupt is a string, got {type(text).__name__}")
+        if self._finished:
+            raise RunStateError("the run has finished: interrupt() only reaches a running run")
+        self._messages.append({"role": "user", "content": clean_text(text)})
+
+    def approve(self, call_id: str) -> None:
+        """No call of a chat run waits for approval (its tools may not need it).
+
+        Raises:
+            RunStateError: Always.
+        """
+        raise RunStateError(f"no call {call_id!r} waits for approval in a chat run")
+
+    def deny(self, call_id: str, reason: str = "") -> None:
+        """No call of a chat run waits for approval (its tools may not need it).
+
+        Raises:
+            RunStateError: Always.
+        """
+        raise RunStateError(f"no call {call_id!r} waits for approval in a chat run")
 
     @property
     def done(self) -> bool:
-        """Whether the run has finished (its `result` is available)."""
-        return self._result is not None
+        """Whether the run has finished (with a result or an error)."""
+        return self._finished
 
     @property
-    def result(self) -> RunResult:
+    def result(self) -> RunResult[Any]:
+        """The outcome; available once the run has finished with one.
+
+        Raises:
+            RunStateError: The run has not finished, or it failed.
+        """
         if self._result is None:
-            raise RuntimeError("the run has not finished")
+            state = "failed" if self._finished else "has not finished"
+            raise RunStateError(f"the run {state}: it has no result")
         return self._result
 
-    async def execute(self) -> RunResult:
-        """Run to the end and return the result."""
-        reason = "length"
+    async def execute(self) -> RunResult[Any]:
+        """Run to the end and return the result.
+
+        Raises:
+            RemoteError: The server failed (after the retries that were safe).
+        """
+        self.spec.hooks.run_start(self.info)
         try:
-            await self.backend.connect()
-            for _ in range(MAX_TURNS):
-                remaining = self.spec.max_tokens - self.usage.generated_tokens
-                if remaining <= 0:
-                    break
-                reply = await self._ask(remaining)
-                if not reply.tool_calls:
-                    reason = "eos" if reply.finish_reason in (None, "stop") else "length"
-                    break
-                await self._run_calls(reply.tool_calls)
+            with anyio.move_on_after(self.spec.max_seconds) as clock:
+                reason = await self._turns()
+            self._result = self._make_result("time" if clock.cancelled_caught else reason)
+        except BaseException as exc:
+            error = single_error(exc)
+            self.spec.hooks.run_error(self.info, error)
+            if error is exc:
+                raise
+            raise error from exc
         finally:
+            self._finished = True
             self._events_send.close()
-        self._result = RunResult(
-            output=self.output.strip(),
+        self.spec.hooks.run_end(self.info, self._result)
+        return self._result
+
+    async def _turns(self) -> str:
+        await self.backend.connect()
+        for _ in range(MAX_TURNS):
+            remaining = self.spec.max_tokens - self.usage.generated_tokens
+            if remaining <= 0:
+                return "length"
+            reply = await self._ask(remaining)
+            if not reply.tool_calls:
+                return "eos" if reply.finish_reason in (None, "stop") else "length"
+            if self._too_many_calls(len(reply.tool_calls)):
+                return "max_calls"
+            await self._run_calls(reply.tool_calls)
+            if self._retries_spent():
+                return "tool_retries"
+        return "length"
+
+    def _too_many_calls(self, new_calls: int) -> bool:
+        limit = self.spec.max_calls
+        if limit is None or len(self.calls) + new_calls <= limit:
+            return False
+        self.errors.append(f"the run's limit of {limit} calls was reached")
+        return True
+
+    def _retries_spent(self) -> bool:
+        failed: dict[str, int] = {}
+        for record in self.calls:
+            if record.error is not None:
+                failed[record.name] = failed.get(record.name, 0) + 1
+        spent = [name for name, n in failed.items() if n > self.spec.retries_of(name)]
+        if spent:
+            self.errors.append(f"tool {spent[0]!r} failed more often than its retries allow")
+        return bool(spent)
+
+    def _make_result(self, reason: str) -> RunResult[Any]:
+        output = self.output.strip()
+        turn = AssistantMessage((TextPart(output),) if output else ())
+        new = (UserMessage(self.prompt), turn)
+        return RunResult(
+            output=output,
             calls=tuple(self.calls),
             timeline=self.trace,
             usage=self.usage,
@@ -112,8 +218,10 @@ class ChatRun:
             finish_reason=reason,
             transcript="",
             errors=tuple(self.errors),
+            text=output,
+            messages=self.history + new,
+            new_messages=new,
         )
-        return self._result
 
     async def _ask(self, max_tokens: int) -> Any:
         with self.trace.span("generate", category="decode"):
@@ -131,7 +239,7 @@ class ChatRun:
         self._messages.append(reply.message)
         if reply.content:
             self.output += reply.content
-            self._events_send.send_nowait(TextDelta(reply.content, self.trace.now()))
+            self._emit(TextDelta(reply.content, self.trace.now()))
         return reply
 
     async def _run_calls(self, requests: Sequence[ToolCallRequest]) -> None:
@@ -161,14 +269,14 @@ class ChatRun:
             record.error, record.finished_at = short(error), now
             self.errors.append(error)
         self.calls.append(record)
-        self._events_send.send_nowait(
-            CallDispatched(request.id, request.name, request.arguments, now)
-        )
+        self.usage.calls += 1
+        self._emit(CallDispatched(request.id, request.name, request.arguments, now))
         return record
 
     async def _run(self, request: ToolCallRequest, record: CallRecord) -> None:
         tool = self.spec.tools[request.name]
         lane = f"tool:{record.name}#{record.id}"
+        context = RunContext(self.deps, call_id=record.id, tool_name=tool.name, prompt=self.prompt)
         with self.trace.span(record.name, category="call", lane=lane, call_id=record.id):
             await run_call(
                 tool,
@@ -176,9 +284,41 @@ class ChatRun:
                 clock=self.trace.now,
                 limiter=self.spec.tool_threads,
                 timeout=self.spec.tool_timeout,
+                context=context,
             )
-        self._events_send.send_nowait(
+        self._emit(
             CallFinished(
                 record.id, record.name, record.ok, interrupt_value(record), self.trace.now()
             )
         )
+
+    def _emit(self, event: AgentEvent) -> None:
+        self._events_send.send_nowait(event)
+        self.spec.hooks.event(self.info, event)
+
+
+def _check_chat_run(spec: RunSpec, prompt: object) -> None:
+    if not isinstance(prompt, str):
+        raise TypeError(f"the prompt must be a string, got {type(prompt).__name__}")
+    if spec.mode.name == "async":
+        raise ValueError(
+            "async mode needs CML (the model keeps writing while calls run); OpenAI tool "
+            "calling gives the calls only at the end of a turn: use sync or sync-parallel, "
+            "or an exported CML model over openai:URL"
+        )
+    gated = [name for name, tool in spec.tools.items() if tool.requires_approval]
+    if gated:
+        raise ValueError(
+            f"tools needing approval ({', '.join(gated)}) run only in CML runs (openai:URL or "
+            "the local engine): a chat run cannot hold one call while the others go on"
+        )
+
+
+def _chat_history(history: Sequence[UserMessage | AssistantMessage]) -> list[dict[str, str]]:
+    """Earlier turns as chat messages: the user's text, the model's answer."""
+    return [
+        {"role": "user", "content": m.content}
+        if isinstance(m, UserMessage)
+        else {"role": "assistant", "content": m.answer}
+        for m in history
+    ]

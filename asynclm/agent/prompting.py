@@ -13,11 +13,14 @@ engine tokenizer's `chat`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from asynclm.tooling import Tool, describe_tool
+from asynclm.agent.messages import AssistantMessage, UserMessage
+from asynclm.cml.tokens import marker_pieces
+from asynclm.tooling import Tool, clean_text, describe_tool, xml_text
 
 __all__ = [
     "EXAMPLE",
@@ -25,6 +28,8 @@ __all__ = [
     "ChatTemplate",
     "Piece",
     "PromptPart",
+    "history_pieces",
+    "output_instructions",
     "prompt_pieces",
     "system_parts",
     "system_pieces",
@@ -45,6 +50,13 @@ Assistant: [CALL] c1 [HEAD] calculator(expression="2+3") [END] \
 [INTR] c1 [HEAD] 5 [END][INTR] c2 [HEAD] 40 [END] 2+3 is 5 and 10*4 is 40."""
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
+
+_PLAIN = "Answer the user in plain text."
+_FORMATTED = "Answer the user as the answer format below says."
+
+OUTPUT_FORMAT = """Answer format: when you have what you need, write your answer as one JSON \
+value matching this JSON schema, and nothing after it:
+"""
 
 
 class ChatTemplate(Protocol):
@@ -74,8 +86,8 @@ class PromptPart:
     """A named part of the system prompt (Prompt Cache keeps each part's K/V as a module).
 
     Attributes:
-        name: The part's name: "instructions", "protocol", "tool.<i>.<tool name>" or
-            "example".
+        name: The part's name: "instructions", "protocol", "tool.<i>.<tool name>",
+            "example" or "output" (a structured answer's JSON schema).
         text: Its text.
         special: Whether the runtime wrote it (the protocol, the example): encoded with the
             CML markers as the model's special tokens, the same tokens the model writes. The
@@ -88,31 +100,50 @@ class PromptPart:
 
 
 def system_parts(
-    tools: Sequence[Tool], instructions: str | None = None, *, example: bool = True
+    tools: Sequence[Tool],
+    instructions: str | None = None,
+    *,
+    example: bool = True,
+    output_schema: Mapping[str, Any] | None = None,
 ) -> list[PromptPart]:
-    """The system prompt as named parts: instructions + protocol, one per tool, the example.
+    """The system prompt as named parts: the instructions (when given), the protocol, one per
+    tool, the example, the answer's format (with `output_schema`).
 
-    Agents that share instructions and leading tools share those parts' cached K/V.
+    Agents that share instructions and leading tools share those parts' cached K/V. Characters
+    a prompt module cannot carry (see `asynclm.tooling.xml_text`) become U+FFFD.
 
     Args:
         tools: The agent's tools, in order.
         instructions: What the user of the agent tells the model first; None for none.
         example: Whether to end with a worked CML example (helps untuned models).
+        output_schema: The JSON schema of a structured answer, stated last; None for text.
 
     Returns:
-        The parts, in order. An agent without tools gets only its instructions.
+        The parts, in order. An agent without tools gets its instructions (and the answer's
+        format) only.
     """
+    head = [PromptPart("instructions", xml_text(instructions.strip()))] if instructions else []
     if not tools:
-        text = instructions.strip() if instructions else DEFAULT_INSTRUCTIONS
-        return [PromptPart("instructions", text)]
-    parts = [PromptPart("instructions", instructions.strip() + "\n\n")] if instructions else []
-    parts.append(PromptPart("protocol", PROTOCOL + "\n\nTools:\n", special=True))
-    parts += [
-        PromptPart(f"tool.{i}.{t.name}", describe_tool(t) + "\n") for i, t in enumerate(tools)
-    ]
-    if example:
-        parts.append(PromptPart("example", "\n" + EXAMPLE, special=True))
+        parts = head or [PromptPart("instructions", DEFAULT_INSTRUCTIONS)]
+    else:
+        if head:
+            head = [PromptPart("instructions", head[0].text + "\n\n")]
+        protocol = PROTOCOL if output_schema is None else PROTOCOL.replace(_PLAIN, _FORMATTED)
+        parts = [*head, PromptPart("protocol", protocol + "\n\nTools:\n", special=True)]
+        parts += [
+            PromptPart(f"tool.{i}.{t.name}", xml_text(describe_tool(t)) + "\n")
+            for i, t in enumerate(tools)
+        ]
+        if example:
+            parts.append(PromptPart("example", "\n" + EXAMPLE, special=True))
+    if output_schema is not None:
+        parts.append(PromptPart("output", output_instructions(output_schema)))
     return parts
+
+
+def output_instructions(schema: Mapping[str, Any]) -> str:
+    """The part of the system prompt that states a structured answer's JSON schema."""
+    return "\n\n" + xml_text(OUTPUT_FORMAT + json.dumps(schema, separators=(",", ":")))
 
 
 class Piece(NamedTuple):
@@ -148,27 +179,55 @@ def system_pieces(chat: ChatTemplate, parts: Sequence[PromptPart]) -> list[Piece
 
 def user_pieces(chat: ChatTemplate, user: str) -> list[Piece]:
     """The user's turn and the opening of the assistant's, as the pieces the runtime encodes."""
-    return [
-        Piece(chat.role_prefix("user"), special=True),
-        Piece(user),
-        Piece(chat.role_suffix("user"), special=True),
-        Piece(chat.generation_prompt, special=True),
-    ]
+    return [*_turn(chat, "user", [Piece(clean_text(user))]), Piece(chat.generation_prompt, True)]
 
 
-def prompt_pieces(chat: ChatTemplate, parts: Sequence[PromptPart], user: str) -> list[Piece]:
+def history_pieces(
+    chat: ChatTemplate, history: Sequence[UserMessage | AssistantMessage]
+) -> list[Piece]:
+    """Earlier turns of a conversation as the pieces the runtime encodes: each turn's opening,
+    its text, its closing.
+
+    A user's text is plain text. An assistant turn is its whole transcript, calls and
+    interrupts included: the CML markers in it are the model's special tokens (as the model
+    wrote them and the runtime injected them), everything else — the model's text, call
+    arguments, tool results — plain text, so that text a tool returned cannot become a control
+    token in a later turn.
+    """
+    pieces: list[Piece] = []
+    for message in history:
+        if isinstance(message, UserMessage):
+            pieces += _turn(chat, "user", [Piece(clean_text(message.content))])
+        else:
+            body = [Piece(text, special) for text, special in marker_pieces(message.transcript)]
+            pieces += _turn(chat, "assistant", body)
+    return pieces
+
+
+def _turn(chat: ChatTemplate, role: str, body: list[Piece]) -> list[Piece]:
+    return [Piece(chat.role_prefix(role), True), *body, Piece(chat.role_suffix(role), True)]
+
+
+def prompt_pieces(
+    chat: ChatTemplate,
+    parts: Sequence[PromptPart],
+    user: str,
+    history: Sequence[UserMessage | AssistantMessage] = (),
+) -> list[Piece]:
     """The agent's whole prompt as the pieces it prefills, in order, each encoded on its own.
 
-    `[begin + system prefix, parts[0], ..., parts[-1], system suffix, user prefix, user, user
-    suffix, generation prompt]`: concatenating `tokenizer.encode(p.text, special=p.special)`
-    over the pieces gives exactly the tokens of a run's context at its first generation step.
+    `[begin + system prefix, parts[0], ..., parts[-1], system suffix, <history>, user prefix,
+    user, user suffix, generation prompt]`: concatenating
+    `tokenizer.encode(p.text, special=p.special)` over the pieces gives exactly the tokens of a
+    run's context at its first generation step.
 
     Args:
         chat: The model's chat template.
         parts: The system prompt's parts (`system_parts`).
         user: The user's message.
+        history: Earlier turns of the conversation (see `history_pieces`).
 
     Returns:
         The pieces.
     """
-    return system_pieces(chat, parts) + user_pieces(chat, user)
+    return system_pieces(chat, parts) + history_pieces(chat, history) + user_pieces(chat, user)

@@ -14,6 +14,10 @@ the same small protocol:
   `finish_reason`), which `stop()` ends before its next step and whose `finish_reason` says
   why it ended ("eos", "stop", "length", "grammar", "cancelled");
 - `truncate(n)`: keep the first n tokens; `release()`: free the context (idempotent).
+
+A context that knows the model's window ends a generation that would overflow it with
+`finish_reason="length"`, and refuses an `append` that does not fit with `ContextWindowError`
+(the run then ends with "length"); a backend that cannot tell need do neither.
 """
 
 from __future__ import annotations
@@ -23,7 +27,17 @@ from typing import Any, Protocol
 
 from asynclm.engine.sampling import Sampler
 
-__all__ = ["BackendContext", "BackendGeneration", "BackendStep", "BackendTokenizer"]
+__all__ = [
+    "BackendContext",
+    "BackendGeneration",
+    "BackendStep",
+    "BackendTokenizer",
+    "ContextWindowError",
+]
+
+
+class ContextWindowError(ValueError):
+    """Tokens appended to a context do not fit the model's window."""
 
 
 class BackendTokenizer(Protocol):
@@ -78,7 +92,11 @@ class BackendContext(Protocol):
 
     def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
         """Queue text or token ids; the next generation step prefills them. Text is plain text
-        unless `special` (only for text the runtime writes)."""
+        unless `special` (only for text the runtime writes).
+
+        Raises:
+            ContextWindowError: They do not fit the model's window (where it is known).
+        """
         ...
 
     def generate(

@@ -14,7 +14,7 @@ Ideal lower bound of a task (no mode can beat it): the model writes one token at
 where an order lists the calls with each chain's calls in sequence, and schedule() writes the
 call blocks one after another (block_tokens * t_token each; a call can only be written once its
 predecessor's result is in; its result arrives `latency` after its block) and ends when the last
-result is in; the best order is found by an exact search (`asynclm.bench.schedule`). Trap
+result is in; the best order is found by an exact search (`asynclm.trace.schedule`). Trap
 tokens, interrupt prefill and the runtime's own work are left out, so it is a true lower bound.
 """
 
@@ -28,9 +28,9 @@ from typing import Any
 
 import anyio
 
-from asynclm.bench import schedule
 from asynclm.bench.common import machine, table, write_json
-from asynclm.bench.schedule import ideal_makespan
+from asynclm.trace import schedule
+from asynclm.trace.schedule import ideal_makespan
 
 MODES = ("sync", "sync-parallel", "async")
 

@@ -9,9 +9,11 @@ llama-cpp-python's server on loopback and loaded by our engine (the same weights
   in vain; beside it, a cold request for the same prompt (no cache) and the steady time per
   token. On our engine the interrupt goes into the live KV: we time its next step.
 - **agent**: the scripted tasks of `bench agent` (4 parallel calls; 3 chains of 3 calls), their
-  oracle trace forced on the real model (`asynclm.bench.oracle_text`): sync and async on our
+  oracle trace forced on the real model (`asynclm.backends.forced`): sync and async on our
   engine; sync, sync-parallel and async-naive on the server; end-to-end latency, restarts, tokens
   recomputed per restart, time to first token after a restart.
+- **bfcl**: the same on a BFCL subset (parallel by default), the oracle's calls forced onto the
+  model, with BFCL's AST accuracy (`asynclm.bench.backends_bfcl`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 
 import anyio
 
+from asynclm.bench.backends_bfcl import add_arguments as add_bfcl_arguments
+from asynclm.bench.backends_bfcl import bfcl_section, bfcl_table
 from asynclm.bench.common import machine, table, write_json
 
 INTERRUPT = "[INTR] w1 [HEAD] {'city': 'Paris', 'forecast': 'sunny', 'temperature_c': 21} [END]"
@@ -40,11 +44,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="server threads (default: all)")
     p.add_argument(
-        "--sections", nargs="+", default=["restart", "agent"], choices=["restart", "agent"]
+        "--sections",
+        nargs="+",
+        default=["restart", "agent", "bfcl"],
+        choices=["restart", "agent", "bfcl"],
     )
     p.add_argument("--tasks", nargs="+", default=["parallel", "multistep"])
     p.add_argument("--agent-reps", type=int, default=3)
     p.add_argument("--json", default=None)
+    add_bfcl_arguments(p)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,6 +76,9 @@ def _measure(report: dict[str, Any], spec: str, gguf: Path, args: argparse.Names
     if "agent" in args.sections:
         report["agent"] = anyio.run(agent_section, spec, gguf, args)
         print(agent_table(report["agent"]))
+    if "bfcl" in args.sections:
+        report["bfcl"] = anyio.run(bfcl_section, spec, gguf, args)
+        print(bfcl_table(report["bfcl"]))
 
 
 def default_gguf() -> Path:
@@ -247,13 +258,13 @@ async def agent_section(spec: str, gguf: Path, args: argparse.Namespace) -> dict
 
 
 async def _agent_run(task: Any, mode: str, place: Any) -> Any:
-    """One run of the task's oracle trace, forced on the real model (see `oracle_text`)."""
+    """One run of the task's oracle trace forced on the real model (`asynclm.backends.forced`)."""
     from contextlib import asynccontextmanager
     from dataclasses import replace
 
     from asynclm.agent import Agent, AgentRun
+    from asynclm.backends.forced import ForcedTrace
     from asynclm.bench.agent import make_policy, make_tools
-    from asynclm.bench.oracle_text import ForcedTrace
     from asynclm.engine.engine import Engine
     from asynclm.tools.simulated import simulated_latency
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 from collections.abc import Sequence
@@ -13,13 +14,31 @@ import torch
 
 
 def machine() -> dict[str, Any]:
+    """Where a benchmark ran: versions, threads, the CPU (model, vector extensions), the load."""
+    model, vector = _cpu_info()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": model,
+        "cpu_vector": vector,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def _cpu_info() -> tuple[str | None, list[str]]:
+    """The CPU's model name and its wide vector extensions, from /proc/cpuinfo (Linux)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return None, []
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+    return fields.get("model name"), [flag for flag in wanted if flag in flags]
 
 
 def table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...]) -> str:

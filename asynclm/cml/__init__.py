@@ -44,6 +44,7 @@ from asynclm.cml.tokens import (
     format_trap,
     format_value,
     interrupt_pieces,
+    marker_pieces,
     neutralize,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "format_trap",
     "format_value",
     "interrupt_pieces",
+    "marker_pieces",
     "neutralize",
     "normalize_schema",
     "parse_call",

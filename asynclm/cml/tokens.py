@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import re
 from typing import Any
 
 CALL = "[CALL]"
@@ -17,6 +18,7 @@ END = "[END]"
 TRAP = "[TRAP]"
 INTR = "[INTR]"
 MARKERS: tuple[str, ...] = (CALL, HEAD, END, TRAP, INTR)
+_MARKER = re.compile("|".join(re.escape(marker) for marker in MARKERS))
 
 # Substitutes used by `neutralize`: FULLWIDTH LEFT/RIGHT SQUARE BRACKET. They read like
 # brackets, are never part of a marker and tokenize apart from "[" and "]".
@@ -141,6 +143,26 @@ def interrupt_pieces(call_id: str, value: str) -> tuple[tuple[str, bool], ...]:
     if not is_identifier(call_id):
         raise ValueError(f"invalid call id {call_id!r}")
     return ((f"{INTR} {call_id} {HEAD}", True), (f" {neutralize(value)}", False), (f" {END}", True))
+
+
+def marker_pieces(text: str) -> tuple[tuple[str, bool], ...]:
+    """CML text in pieces `(text, is a marker)`: each marker, and the text between them.
+
+    Re-encoding a transcript (an earlier turn of a conversation), encode the markers with the
+    model's special tokens recognised (as the model wrote them and the runtime injected them)
+    and everything else as plain text: a tool result or an argument saying `<|im_end|>` stays
+    text.
+    """
+    pieces: list[tuple[str, bool]] = []
+    done = 0
+    for found in _MARKER.finditer(text):
+        if found.start() > done:
+            pieces.append((text[done : found.start()], False))
+        pieces.append((found.group(), True))
+        done = found.end()
+    if done < len(text):
+        pieces.append((text[done:], False))
+    return tuple(pieces)
 
 
 def neutralize(text: str) -> str:

@@ -11,8 +11,13 @@ harness and fine-tuning describe tools with it, without the runtime. No torch.
 - Argument validators, one per tool, built once (`validation.py`).
 - `format_result` (`results.py`): a result as bounded text for the model.
 - `describe_tool` (`describe.py`): the compact documentation the model reads.
+- `RunContext` (`context.py`): what a tool taking one learns of its run (dependencies,
+  call id, progress reports).
+- `ToolThreads` (`threads.py`): the cap on sync tools' worker threads, abandoned ones included.
+- `clean_text`, `xml_text` (`text.py`): any string made safe to encode.
 """
 
+from asynclm.tooling.context import DepsT, ProgressReporter, RunContext, is_run_context
 from asynclm.tooling.decorator import tool
 from asynclm.tooling.describe import describe_tool, type_text
 from asynclm.tooling.docstring import parse_docstring
@@ -25,6 +30,8 @@ from asynclm.tooling.errors import (
 from asynclm.tooling.function_doc import FunctionDoc, read_function_doc
 from asynclm.tooling.results import DEFAULT_MAX_RESULT_CHARS, format_result
 from asynclm.tooling.signature import FunctionDescription, describe_function
+from asynclm.tooling.text import clean_text, xml_text
+from asynclm.tooling.threads import ToolThreads
 from asynclm.tooling.tool import Tool, is_coroutine_function
 from asynclm.tooling.validation import ArgumentValidator, ModelValidator, SchemaValidator
 
@@ -32,20 +39,27 @@ __all__ = [
     "DEFAULT_MAX_RESULT_CHARS",
     "ArgumentValidator",
     "CallArgumentError",
+    "DepsT",
     "FunctionDescription",
     "FunctionDoc",
     "ModelValidator",
+    "ProgressReporter",
+    "RunContext",
     "SchemaValidator",
     "Tool",
     "ToolDefinitionError",
     "ToolError",
+    "ToolThreads",
     "ToolTimeoutError",
+    "clean_text",
     "describe_function",
     "describe_tool",
     "format_result",
     "is_coroutine_function",
+    "is_run_context",
     "parse_docstring",
     "read_function_doc",
     "tool",
     "type_text",
+    "xml_text",
 ]

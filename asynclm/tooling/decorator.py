@@ -26,6 +26,8 @@ def tool(
     timeout: float | None = None,
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     latency: float | None = None,
+    requires_approval: bool = False,
+    retries: int | None = None,
 ) -> Callable[[F], Tool]: ...
 
 
@@ -38,6 +40,8 @@ def tool(
     timeout: float | None = None,
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
     latency: float | None = None,
+    requires_approval: bool = False,
+    retries: int | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turns a typed function into a `Tool`; usable bare (`@tool`) or with options.
 
@@ -45,6 +49,8 @@ def tool(
     docstring's text before its first section, and each parameter's description from its
     "Args:" section. Parameters with defaults are optional. Calls are validated, and their
     arguments converted to the annotated types, by the pydantic model of the parameters.
+    A first parameter annotated `RunContext[Deps]` receives the run's context (dependencies,
+    call id, progress reports) and is not part of the schema.
 
     Args:
         func: The function (sync or async), when used bare.
@@ -53,6 +59,8 @@ def tool(
         timeout: Seconds a call may run; None for no limit.
         max_result_chars: Cap on the formatted result.
         latency: Estimated seconds per call, stated to the model; None when unknown.
+        requires_approval: Each call waits for the application's approval before it runs.
+        retries: Failed calls allowed per run before the run ends (None: the agent's).
 
     Returns:
         The tool, or a decorator making one.
@@ -73,6 +81,9 @@ def tool(
             max_result_chars=max_result_chars,
             latency=latency,
             validator=described.validator,
+            takes_context=described.takes_context,
+            requires_approval=requires_approval,
+            retries=retries,
         )
 
     return decorate if func is None else decorate(func)

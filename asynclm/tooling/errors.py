@@ -24,7 +24,7 @@ class ToolDefinitionError(ToolError, ValueError):
 class ToolTimeoutError(ToolError, TimeoutError):
     """A tool call ran past its timeout."""
 
-    def __init__(self, name: str, timeout: float) -> None:
+    def __init__(self, name: str, timeout: float, detail: str = "") -> None:
         self.name = name
         self.timeout = timeout
-        super().__init__(f"tool {name!r} timed out after {timeout:g} s")
+        super().__init__(f"tool {name!r} timed out after {timeout:g} s{detail}")

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from asynclm.tooling.text import clean_text
+
 __all__ = ["DEFAULT_MAX_RESULT_CHARS", "format_result"]
 
 DEFAULT_MAX_RESULT_CHARS = 4000
@@ -16,9 +18,11 @@ DEFAULT_MAX_RESULT_CHARS = 4000
 def format_result(value: Any, max_chars: int) -> str:
     """Turns a tool result into text for the model, at most `max_chars` long.
 
-    Strings pass as they are; everything else becomes JSON (pydantic models and dataclasses
-    through their fields, anything else not JSON-serialisable through `str`). Text over the
-    cap is cut and ends with a marker such as `… [truncated 12345 chars]`.
+    Strings pass as they are; bytes become their text when they are UTF-8, else a note such
+    as `<binary data: 512 bytes>` (a model reads text); everything else becomes JSON (pydantic
+    models and dataclasses through their fields, anything else not JSON-serialisable through
+    `str`). Lone surrogates become U+FFFD. Text over the cap is cut and ends with a marker such
+    as `… [truncated 12345 chars]`.
 
     Args:
         value: The result.
@@ -32,8 +36,20 @@ def format_result(value: Any, max_chars: int) -> str:
     """
     if max_chars <= 0:
         raise ValueError(f"max_chars must be positive, got {max_chars}")
-    text = value if isinstance(value, str) else _to_json(value)
-    return _truncate(text, max_chars)
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        text = _bytes_text(bytes(value))
+    else:
+        text = _to_json(value)
+    return _truncate(clean_text(text), max_chars)
+
+
+def _bytes_text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"<binary data: {len(data)} bytes>"
 
 
 def _to_json(value: Any) -> str:
@@ -50,8 +66,8 @@ def _json_default(value: Any) -> Any:
         return dataclasses.asdict(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return _bytes_text(bytes(value))
     return str(value)
 
 

@@ -17,6 +17,7 @@ from pydantic.errors import PydanticUserError
 from pydantic.fields import FieldInfo
 
 from asynclm.cml.tokens import is_identifier
+from asynclm.tooling.context import is_run_context
 from asynclm.tooling.docstring import parse_docstring
 from asynclm.tooling.errors import ToolDefinitionError
 from asynclm.tooling.model_schema import object_schema
@@ -34,19 +35,23 @@ class FunctionDescription:
         description: The docstring's text before its first section.
         parameters: JSON schema of the arguments.
         validator: Validates a call's arguments and converts them for the function.
+        takes_context: Whether the first parameter is a `RunContext` (passed by the runtime,
+            not part of the schema).
     """
 
     name: str
     description: str
     parameters: dict[str, Any]
     validator: ModelValidator
+    takes_context: bool = False
 
 
 def describe_function(function: Callable[..., Any], name: str | None = None) -> FunctionDescription:
     """Reads a function's signature and docstring.
 
     Args:
-        function: A sync or async function with type hints on every parameter.
+        function: A sync or async function with type hints on every parameter; its first
+            parameter may be a `RunContext[...]`, which the runtime passes.
         name: The tool name; defaults to the function's name.
 
     Returns:
@@ -62,7 +67,11 @@ def describe_function(function: Callable[..., Any], name: str | None = None) -> 
     problems: list[str] = []
     if not is_identifier(tool_name):
         problems.append(f"tool name {tool_name!r} is not a Python identifier")
+    problems += _kind_problems(function)
     params = _signature_parameters(function, problems)
+    takes_context = bool(params) and is_run_context(params[0].annotation)
+    if takes_context:
+        params = params[1:]
     for param in params:
         problems += _parameter_problems(param)
     names = {p.name for p in params}
@@ -75,7 +84,19 @@ def describe_function(function: Callable[..., Any], name: str | None = None) -> 
         raise ToolDefinitionError(repr(tool_name), problems)
     model = _arguments_model(tool_name, params, arg_docs)
     schema = object_schema(model)
-    return FunctionDescription(tool_name, summary, schema, ModelValidator(model, schema))
+    validator = ModelValidator(model, schema)
+    return FunctionDescription(tool_name, summary, schema, validator, takes_context)
+
+
+def _kind_problems(function: Callable[..., Any]) -> list[str]:
+    """Generators give many values; a tool call gives one result."""
+    target = inspect.unwrap(function)
+    if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
+        return [
+            "a generator cannot be a tool: a call returns one result (to report progress, take "
+            "a RunContext first parameter and call ctx.report_progress)"
+        ]
+    return []
 
 
 def _signature_parameters(
@@ -100,6 +121,8 @@ def _resolve_annotation(
     try:
         annotation = eval(param.annotation, namespace)  # what inspect's eval_str does
     except Exception as exc:
+        if is_run_context(param.annotation):  # e.g. its Deps imported for type checking only
+            return param
         problems.append(
             f"parameter {param.name!r}: cannot resolve annotation {param.annotation!r} ({exc})"
         )
@@ -109,6 +132,8 @@ def _resolve_annotation(
 
 def _parameter_problems(param: inspect.Parameter) -> list[str]:
     label = f"parameter {param.name!r}"
+    if is_run_context(param.annotation):
+        return [f"{label}: a RunContext parameter must be the first one"]
     if param.kind is param.VAR_POSITIONAL:
         return [f"*{param.name} is not supported: a tool takes named arguments only"]
     if param.kind is param.VAR_KEYWORD:

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
-import anyio.to_thread
 
 from asynclm.cml.call import SchemaValidator
 from asynclm.cml.tokens import is_dotted_name
+from asynclm.tooling.context import RunContext
 from asynclm.tooling.errors import ToolDefinitionError, ToolError, ToolTimeoutError
 from asynclm.tooling.function_doc import read_function_doc
 from asynclm.tooling.results import DEFAULT_MAX_RESULT_CHARS, format_result
+from asynclm.tooling.threads import ToolThreads
 from asynclm.tooling.validation import ArgumentValidator
 
 __all__ = ["Tool"]
@@ -42,6 +43,11 @@ class Tool:
             (built once, when the tool is defined). `@tool` sets the pydantic model of the
             function's parameters; otherwise, or when `parameters` is not the validator's
             `schema` (e.g. after `dataclasses.replace`), the JSON schema is compiled.
+        takes_context: Whether `function` takes a `RunContext` as its first argument.
+        requires_approval: Whether each call waits for the application's approval before it
+            runs (the agent's other calls and generation go on meanwhile).
+        retries: How many of this tool's calls may fail in one run before the run ends
+            (None: the agent's `tool_retries`).
     """
 
     name: str
@@ -53,6 +59,9 @@ class Tool:
     max_result_chars: int = DEFAULT_MAX_RESULT_CHARS
     latency: float | None = None
     validator: ArgumentValidator | None = field(default=None, repr=False, compare=False)
+    takes_context: bool = False
+    requires_approval: bool = False
+    retries: int | None = None
 
     def __post_init__(self) -> None:
         problems = _field_problems(self)
@@ -102,19 +111,24 @@ class Tool:
         self,
         arguments: Mapping[str, Any],
         *,
-        limiter: anyio.CapacityLimiter | None = None,
+        limiter: ToolThreads | None = None,
         timeout: float | None = None,
+        context: RunContext[Any] | None = None,
     ) -> Any:
         """Validates the arguments and runs the tool under its time limit.
 
-        Sync functions run in a worker thread (`anyio.to_thread.run_sync`); on timeout or
-        cancellation the thread is abandoned (Python cannot stop it) and finishes on its own.
+        Sync functions run in a worker thread; on timeout or cancellation the thread is
+        abandoned (Python cannot stop it) and finishes on its own, holding its slot of
+        `limiter` until it does. A sync function that returns an awaitable has it awaited.
 
         Args:
             arguments: Keyword arguments, checked by the tool's validator.
-            limiter: Caps how many sync tools run in threads at once; unused for async tools.
+            limiter: Caps the threads of sync tools, abandoned ones included (see
+                `ToolThreads`); a private cap of one thread per call when None.
             timeout: The limit for a tool without its own `timeout` (the tool's own wins);
                 None for no limit.
+            context: What the tool learns of its run, for a tool that `takes_context`
+                (default: a context without dependencies).
 
         Returns:
             Whatever the function returns.
@@ -122,27 +136,30 @@ class Tool:
         Raises:
             CallArgumentError: The arguments do not match the schema.
             ToolTimeoutError: The call ran past its limit.
-            ToolError: The tool has no function.
+            ToolError: The tool has no function, or returned a generator.
             ValueError: `timeout` is not positive.
         """
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive or None, got {timeout!r}")
         function = self._require_function()
-        checked = self.validate(arguments)
+        call = functools.partial(function, **self.validate(arguments))
+        if self.takes_context:
+            call = functools.partial(call, context or RunContext(None, tool_name=self.name))
+        threads = limiter or ToolThreads(1)
         limit = self.timeout if self.timeout is not None else timeout
         try:
             with anyio.fail_after(limit) as scope:
-                return await self._run(function, checked, limiter)
+                return _checked_result(self.name, await self._run(call, threads))
         except TimeoutError as exc:
             if limit is None or not scope.cancel_called:
                 raise  # raised by the function itself, not our deadline
-            raise ToolTimeoutError(self.name, limit) from exc
+            raise ToolTimeoutError(self.name, limit, _waiting_note(threads)) from exc
 
-    async def _run(self, function: Callable[..., Any], arguments: dict[str, Any], limiter: Any):
-        if self.is_async:
-            return await function(**arguments)
-        call = functools.partial(function, **arguments)
-        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=limiter)
+    async def _run(self, call: Callable[[], Any], threads: ToolThreads) -> Any:
+        value = await call() if self.is_async else await threads.run(call)
+        if inspect.isawaitable(value):  # a sync function handing back a coroutine
+            value = await value
+        return value
 
     def _require_function(self) -> Callable[..., Any]:
         if self.function is None:
@@ -160,6 +177,9 @@ class Tool:
         timeout: float | None = None,
         max_result_chars: int = DEFAULT_MAX_RESULT_CHARS,
         latency: float | None = None,
+        takes_context: bool = False,
+        requires_approval: bool = False,
+        retries: int | None = None,
     ) -> Tool:
         """Builds a tool from a raw function description.
 
@@ -171,6 +191,9 @@ class Tool:
             timeout: Seconds a call may run; None for no limit.
             max_result_chars: Cap on the formatted result.
             latency: Estimated seconds per call, stated to the model; None when unknown.
+            takes_context: Whether `function` takes a `RunContext` first.
+            requires_approval: Whether each call waits for the application's approval.
+            retries: Failed calls allowed per run (None: the agent's setting).
 
         Returns:
             The tool; its arguments are validated with the JSON schema.
@@ -188,7 +211,27 @@ class Tool:
             timeout=timeout,
             max_result_chars=max_result_chars,
             latency=latency,
+            takes_context=takes_context,
+            requires_approval=requires_approval,
+            retries=retries,
         )
+
+
+def _checked_result(name: str, value: Any) -> Any:
+    if inspect.isgenerator(value):
+        value.close()
+    if inspect.isasyncgen(value) or inspect.isgenerator(value):
+        raise ToolError(
+            f"tool {name!r} returned a generator: a call returns one result (report progress "
+            "with RunContext.report_progress)"
+        )
+    return value
+
+
+def _waiting_note(threads: ToolThreads) -> str:
+    if not threads.is_full:
+        return ""
+    return f"; it may have waited for a worker thread ({threads.describe()})"
 
 
 def is_coroutine_function(function: Callable[..., Any]) -> bool:
@@ -215,6 +258,8 @@ def _field_problems(tool: Tool) -> list[str]:
         problems.append(f"max_result_chars must be a positive int, got {tool.max_result_chars!r}")
     if tool.latency is not None and not (math.isfinite(tool.latency) and tool.latency >= 0):
         problems.append(f"latency must be a non-negative number of seconds, got {tool.latency!r}")
+    if tool.retries is not None and not (isinstance(tool.retries, int) and tool.retries >= 0):
+        problems.append(f"retries must be an int >= 0 or None, got {tool.retries!r}")
     if tool.validator is not None and not callable(tool.validator):
         problems.append("validator is not callable")
     elif tool.validator is not None and not hasattr(tool.validator, "schema"):

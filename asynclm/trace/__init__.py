@@ -9,6 +9,8 @@ only when a Gantt chart is drawn.
 - `summarize` (`summary.py`): JSON-ready figures for benchmarks.
 - `render_timeline` (`timeline.py`): the trace as text rows for terminals.
 - `draw_gantt` (`gantt.py`): the trace as a Gantt chart PNG.
+- `ideal_makespan` (`schedule.py`): the shortest time a single writer can finish chains of
+  calls in, the lower bound a run's trace is compared with.
 """
 
 from asynclm.trace.chrome import ChromeTrace, parse_chrome, to_chrome
@@ -17,6 +19,7 @@ from asynclm.trace.gantt import CATEGORY_COLOURS, draw_gantt
 from asynclm.trace.lanes import MODEL_LANE, is_model_lane, lane_order
 from asynclm.trace.paths import writable_path
 from asynclm.trace.recorder import Trace, from_chrome
+from asynclm.trace.schedule import Step, ideal_makespan
 from asynclm.trace.summary import summarize
 from asynclm.trace.timeline import render_timeline
 
@@ -27,10 +30,12 @@ __all__ = [
     "ChromeTrace",
     "EventKind",
     "SpanHandle",
+    "Step",
     "Trace",
     "TraceEvent",
     "draw_gantt",
     "from_chrome",
+    "ideal_makespan",
     "is_model_lane",
     "lane_order",
     "parse_chrome",

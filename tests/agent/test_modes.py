@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import anyio
 import pytest
 
 from asynclm.agent import (
@@ -13,6 +12,7 @@ from asynclm.agent import (
     SyncParallelMode,
     calling_mode,
 )
+from asynclm.tooling import ToolThreads
 from tests.agent.scripts import engine_for, sleeper
 
 
@@ -49,7 +49,7 @@ async def test_an_agent_specifies_its_runs() -> None:
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"max_tokens": 0}, "max_tokens must be >= 1"),
+        ({"max_tokens": 0}, "max_tokens must be an int >= 1"),
         ({"tool_timeout": -1}, "tool_timeout must be positive"),
         ({"tool_timeout": 0}, "tool_timeout must be positive"),
         ({"max_tool_threads": 0}, "max_tool_threads must be >= 1"),
@@ -71,7 +71,7 @@ def test_a_run_specification_lists_every_problem() -> None:
             sampler=agent.sampler,
             open_context=agent.open_context,
             make_constraint=agent.make_constraint,
-            tool_threads=anyio.CapacityLimiter(1),
+            tool_threads=ToolThreads(1),
             max_tokens=0,
             max_empty_traps=0,
         )

@@ -44,8 +44,8 @@ class FirstStepTokens:
     def num_cached(self) -> int:
         return self.inner.num_cached
 
-    def append(self, content: str | Sequence[int]) -> None:
-        self.inner.append(content)
+    def append(self, content: str | Sequence[int], *, special: bool = False) -> None:
+        self.inner.append(content, special=special)
 
     def generate(self, sampler: Any, **kwargs: Any) -> Any:
         if not self.seen:
@@ -104,7 +104,7 @@ def test_system_parts() -> None:
     assert parts[2].text.startswith("calculator(expression: str)\n  Evaluates")
     assert not parts[2].special  # a tool's document is plain text, whatever it says
     assert parts[3] == PromptPart("example", "\n" + EXAMPLE, special=True)
-    assert next(p.name for p in system_parts([calculator])) == "protocol"
+    assert system_parts([calculator])[0].name == "protocol"
     assert [p.name for p in system_parts([calculator], example=False)][-1] == "tool.0.calculator"
     assert system_parts([]) == [PromptPart("instructions", "You are a helpful assistant.")]
 

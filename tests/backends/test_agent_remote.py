@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import anyio
 import pytest
 
-from asynclm.agent import Agent
+from asynclm.agent import Agent, UsageLimits
 from asynclm.backends.remote import RemoteBackend, RemoteError, RetryPolicy
 from asynclm.cml import interrupt_pieces
 from asynclm.tooling import tool
@@ -124,6 +125,34 @@ async def test_constrained_agents_need_the_local_engine(make_server, cml_tokeniz
         Agent([double], backend=backend(server, cml_tokenizer), constrained=True)
 
 
+async def test_structured_output_needs_the_local_engine(make_server, cml_tokenizer) -> None:
+    server = make_server(sync_model)
+    with pytest.raises(ValueError, match="output_type needs the local engine"):
+        Agent([double], backend=backend(server, cml_tokenizer), output_type=int)
+
+
+async def test_a_session_on_a_remote_backend_sends_the_history_again(
+    make_server, cml_tokenizer
+) -> None:
+    from asynclm.agent import prompt_pieces
+
+    server = make_server(sync_model)
+    agent = Agent([double], mode="sync", backend=backend(server, cml_tokenizer), max_tokens=200)
+    assert not agent.keeps_kv
+    async with agent.session() as session:
+        first = await session.run("What is double 21?")
+        second = await session.run("And again?")
+        assert not session.keeps_kv
+    assert second.output.strip() == "The answer is 42."
+    assert second.messages[:2] == first.messages and len(second.messages) == 4
+    start = next(
+        r["prompt"] for r in server.requests[2:] if r["prompt"].endswith(TURN_MARKER)
+    )  # the second turn's first request: the whole conversation, then the new message
+    pieces = prompt_pieces(cml_tokenizer.chat, agent.system_parts, "And again?", first.messages)
+    assert start == "".join(p.text for p in pieces)
+    assert "[INTR] c1 [HEAD] 42 [END]" in start
+
+
 # ---- OpenAI tool calling ---------------------------------------------------------------------
 def chat_model(messages):
     """Asks for double(21) and double(2) in one turn, then answers with the results."""
@@ -168,3 +197,62 @@ def test_the_run_command_takes_a_backend(make_server, cml_tokenizer, tmp_path, c
     refused = ["--backend", "openai:http://127.0.0.1:9", "--tokenizer", str(tmp_path / "tok")]
     assert main([*args, *refused]) == 1
     assert "cannot connect" in capsys.readouterr().err
+
+
+async def test_chat_runs_keep_deps_history_and_limits(make_server, cml_tokenizer) -> None:
+    from asynclm.agent import (
+        AssistantMessage,
+        CallFinished,
+        RunHooks,
+        RunInfo,
+        TextPart,
+        UserMessage,
+    )
+    from asynclm.tooling import RunContext
+
+    @tool
+    async def double(ctx: RunContext[int], x: int) -> int:
+        """Doubles a number, plus the run's offset."""
+        return 2 * x + ctx.deps
+
+    class Seen(RunHooks):
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def on_run_start(self, run: RunInfo) -> None:
+            self.names.append("start")
+
+        def on_call_end(self, run: RunInfo, event: CallFinished) -> None:
+            self.names.append(event.name)
+
+        def on_run_end(self, run: RunInfo, result: Any) -> None:
+            self.names.append(result.finish_reason)
+
+    seen = Seen()
+    server = make_server(lambda p: "", chat_policy=chat_model, owned_by="vllm")
+    remote = RemoteBackend(server.spec.replace("openai:", "openai-chat:"), tokenizer=cml_tokenizer)
+    agent = Agent([double], mode="sync-parallel", backend=remote, deps_type=int, hooks=[seen])
+    history = [UserMessage("Hi"), AssistantMessage((TextPart("Hello!"),))]
+    result = await agent.run("Double 21 and 2", deps=100, message_history=history)
+    assert result.output == "Results: 142, 104"
+    assert server.requests[0]["messages"][:2] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+    ]
+    assert result.messages[:2] == tuple(history) and result.messages[-1].answer == result.output
+    assert seen.names == ["start", "double", "double", "eos"]
+    limited = await agent.run("Double 21 and 2", deps=0, limits=UsageLimits(max_calls=1))
+    assert limited.finish_reason == "max_calls" and limited.calls == ()
+
+
+async def test_chat_runs_refuse_tools_that_need_approval(make_server, cml_tokenizer) -> None:
+    @tool(requires_approval=True)
+    def delete(path: str) -> str:
+        """Deletes a file."""
+        return path
+
+    server = make_server(lambda p: "", chat_policy=chat_model, owned_by="vllm")
+    remote = RemoteBackend(server.spec.replace("openai:", "openai-chat:"), tokenizer=cml_tokenizer)
+    agent = Agent([delete], mode="sync", backend=remote)
+    with pytest.raises(ValueError, match="approval"):
+        await agent.run("Delete x")

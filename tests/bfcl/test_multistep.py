@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from asynclm.bfcl_eval.checker import check_answer
-from asynclm.bfcl_eval.data import load_category
+from asynclm.bfcl_eval.data import function_classes, load_category
 from asynclm.bfcl_eval.multistep import (
     CHAINS,
     MIN_CALLS,
@@ -20,7 +20,7 @@ from asynclm.bfcl_eval.multistep import (
 
 
 def test_fixture_builds_one_task_of_three_independent_chains(fixture_data: Path) -> None:
-    (task,) = plan_multistep(load_category("multi_turn_base"))
+    (task,) = plan_multistep(load_category("multi_turn_base"), function_classes())
     # multi_turn_base_3 has a single call: not a multi-step chain
     assert sorted(s.source_id for s in task.samples) == [
         "multi_turn_base_0",
@@ -49,9 +49,9 @@ def test_ground_truth_calls_become_possible_answers(fixture_data: Path) -> None:
 
 
 def test_construction_is_deterministic(fixture_data: Path) -> None:
-    entries = load_category("multi_turn_base")
-    assert build_multistep(entries) == build_multistep(entries)
-    assert load_category("multistep_parallel") == build_multistep(entries)
+    entries, owners = load_category("multi_turn_base"), function_classes()
+    assert build_multistep(entries, owners) == build_multistep(entries, owners)
+    assert load_category("multistep_parallel") == build_multistep(entries, owners)
 
 
 def test_parse_call_string() -> None:
@@ -77,7 +77,7 @@ def test_call_answer_rejects_calls_that_no_answer_could_match() -> None:
 @pytest.mark.usefixtures("real_data")
 def test_real_tasks() -> None:
     mtb = load_category("multi_turn_base")
-    tasks = plan_multistep(mtb)
+    tasks = plan_multistep(mtb, function_classes())
     assert len(tasks) == 31  # with SEED and bfcl-eval 2026.3.23 (listed in docs/BFCL.md)
     assert SEED == 7
     sources = [s.source_id for t in tasks for s in t.samples]
@@ -88,7 +88,7 @@ def test_real_tasks() -> None:
         assert all(len(s.calls) >= MIN_CALLS for s in task.samples)
         classes = [s.classes for s in task.samples]
         assert all(not a & b for i, a in enumerate(classes) for b in classes[i + 1 :])
-    assert plan_multistep(mtb, seed=SEED + 1) != tasks
+    assert plan_multistep(mtb, function_classes(), seed=SEED + 1) != tasks
 
 
 @pytest.mark.usefixtures("real_data")
@@ -104,3 +104,11 @@ def test_real_ground_truth_chains_pass_the_checker_interleaved() -> None:
             assert verdict.valid, (entry.id, verdict)
         swapped = [*chains[0][::-1], *chains[1], *chains[2]]
         assert not check_answer(entry.category, entry.functions, swapped, entry.ground_truth)
+
+
+@pytest.mark.usefixtures("real_data")
+def test_docs_list_the_tasks_as_built() -> None:
+    from asynclm.bfcl_eval.multistep import markdown
+
+    docs = (Path(__file__).parents[2] / "docs" / "BFCL.md").read_text()
+    assert markdown(plan_multistep(load_category("multi_turn_base"), function_classes())) in docs

@@ -113,7 +113,10 @@ async def test_waiting_for_pages_is_bounded_by_a_clear_error(tiny) -> None:
     await holder.flush()
     waiter.append(list(range(200, 216)))
     start = anyio.current_time()
-    with anyio.fail_after(20), pytest.raises(PoolExhaustedError, match=r"waited 0\.[3-9] s"):
+    with (
+        anyio.fail_after(20),
+        pytest.raises(PoolExhaustedError, match=r"waited (0\.[3-9]|[1-9]\d*\.\d) s"),
+    ):
         await waiter.flush()
     assert anyio.current_time() - start >= 0.3
     assert waiter.num_cached == 0 and waiter.num_tokens == 16  # nothing lost

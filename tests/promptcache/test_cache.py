@@ -468,7 +468,7 @@ async def test_pool_exhaustion_is_raised_plainly_and_leaks_nothing(
     engine.scheduler.policy = BatchPolicy(pool_wait_seconds=0.05)  # nothing else will free pages
     cache = PromptCache(engine)
     cache.register(travel(encoding))
-    with pytest.raises(PoolExhaustedError, match=r"waited 0\.[01] s for other contexts"):
+    with pytest.raises(PoolExhaustedError, match=r"waited \d+\.\d s for other contexts"):
         await cache.context(TOKYO_TRIP)
     cache.clear()
     assert engine.pool.num_used == 0 and engine.export_names() == []

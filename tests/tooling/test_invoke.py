@@ -14,6 +14,7 @@ from asynclm.tooling import (
     Tool,
     ToolDefinitionError,
     ToolError,
+    ToolThreads,
     ToolTimeoutError,
     tool,
 )
@@ -111,7 +112,7 @@ async def test_invoke_limiter_bounds_threads() -> None:
         with lock:
             running -= 1
 
-    limiter = anyio.CapacityLimiter(2)
+    limiter = ToolThreads(2)
     async with anyio.create_task_group() as group:
         for _ in range(6):
             group.start_soon(lambda: work.invoke({}, limiter=limiter))
@@ -231,3 +232,21 @@ async def test_a_replaced_schema_gets_its_own_validator() -> None:
 def test_a_validator_must_say_what_it_validates() -> None:
     with pytest.raises(ToolDefinitionError, match="validator needs the `schema`"):
         Tool("t", "", {"type": "object"}, validator=lambda arguments: arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_a_returned_generator_is_an_error_and_a_returned_coroutine_is_awaited() -> None:
+    async def later() -> str:
+        return "awaited"
+
+    @tool
+    def gives_coroutine() -> Any:
+        return later()
+
+    @tool
+    def gives_generator() -> Any:
+        return (i for i in range(3))
+
+    assert await gives_coroutine.invoke({}) == "awaited"
+    with pytest.raises(ToolError, match="returned a generator"):
+        await gives_generator.invoke({})

@@ -60,3 +60,14 @@ def test_tool_format_result_uses_its_cap() -> None:
         return None
 
     assert len(f.format_result(list(range(100)))) <= 30
+
+
+def test_bytes_become_text_or_a_note() -> None:
+    assert format_result("héllo".encode(), 100) == "héllo"
+    assert format_result(b"\xff\x00\xfe", 100) == "<binary data: 3 bytes>"
+    assert format_result({"raw": b"\x80"}, 100) == '{"raw": "<binary data: 1 bytes>"}'
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    assert format_result("a\ud800b", 100) == "a\ufffdb"
+    assert format_result(["\udfff"], 100) == '["\ufffd"]'

@@ -132,9 +132,10 @@ def test_schema_recursive_model_keeps_defs() -> None:
         },
         "required": ["value"],
     }
-    assert walk.parameters == {**obj({"tree": {"$ref": "#/$defs/Node"}}, ["tree"]), "$defs": {
-        "Node": node
-    }}  # fmt: skip
+    assert walk.parameters == {
+        **obj({"tree": {"$ref": "#/$defs/Node"}}, ["tree"]),
+        "$defs": {"Node": node},
+    }
 
 
 def test_schema_constraints_and_reserved_names() -> None:

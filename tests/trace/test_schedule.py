@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from asynclm.bench.schedule import Step, ideal_makespan
+from asynclm.trace.schedule import Step, ideal_makespan
 
 
 def brute_force(chains: list[list[Step]]) -> float:

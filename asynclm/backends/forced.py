@@ -1,11 +1,12 @@
 """A scripted agent trace forced onto a real model: the oracle writes, the model computes.
 
-The benchmark of backends runs a known trace (the calls a tuned model would write, longest
-first; traps; the answer) on the real SmolLM2, so every mode and backend makes the same calls
-and latency compares like with like, while every token still costs a real forward. The trace
-comes from a policy over what the model has seen in its turn (its own text, the interrupts);
-`remainder` says what is left to write up to the next trap. Locally `ForcedTokens` masks every
-token but the next one of that remainder; on a server `ForcedText` sends it as a grammar.
+Benchmarks (`bench backends`, `bench bfcl --forced-oracle`) run a known trace (the calls a
+tuned model would write, longest first; traps; the answer) on the real SmolLM2, so every mode
+and backend makes the same calls and latency compares like with like, while every token still
+costs a real forward. The trace comes from a policy over what the model has seen in its turn
+(its own text, the interrupts); `remainder` says what is left to write up to the next trap.
+Locally `ForcedTrace.mask` masks every token but the next one of that remainder; on a server
+`ForcedTrace.remote_fields` sends it as a grammar.
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class ForcedTrace:
     # ---- on the local engine: every token but the next one is masked -------------------------
     def mask(self, logits: Any) -> None:
         rest = self.next_text(self.context_text())
-        allowed = self.tokenizer.encode(rest)[0] if rest else self._eos
+        # it writes as a model does: a marker in its text is that special token
+        allowed = self.tokenizer.encode(rest, special=True)[0] if rest else self._eos
         keep = logits[..., allowed].clone()
         logits.fill_(float("-inf"))
         logits[..., allowed] = keep
