@@ -1,4 +1,4 @@
-"""The `asynclm` command line: demo, run, inferlet, trace, finetune, export, bench."""
+"""The `asynclm` command line: demo, run, inferlet, trace, finetune, export, info, bench."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ COMMANDS = {
     "trace": ("asynclm.commands.trace", "convert a run's trace to a Gantt PNG"),
     "finetune": ("asynclm.commands.finetune", "teach a model CML with LoRA; write the adapter"),
     "export": ("asynclm.commands.export", "merge an adapter and write an HF folder or GGUF file"),
+    "info": ("asynclm.commands.info", "the CPU, native kernels and kernel choices on this machine"),
 }
 BENCHMARKS = {
     "engine": ("asynclm.bench.engine", "inference core vs transformers"),

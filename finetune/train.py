@@ -57,7 +57,8 @@ def _default_model() -> Any:
 
     from transformers import AutoModelForCausalLM
 
-    from asynclm.engine.loader import cache_root, smollm2_gguf_path
+    from asynclm.engine.loader import smollm2_gguf_path
+    from asynclm.engine.paths import cache_root
 
     gguf = smollm2_gguf_path()
     stat = gguf.stat()

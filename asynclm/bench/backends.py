@@ -83,7 +83,7 @@ def _measure(report: dict[str, Any], spec: str, gguf: Path, args: argparse.Names
 
 def default_gguf() -> Path:
     """SmolLM2-135M with the CML tokens as Q8_0 GGUF, exported once into the cache."""
-    from asynclm.engine.loader import cache_root
+    from asynclm.engine.paths import cache_root
     from asynclm.export import export_gguf, merge
 
     path = cache_root() / "exports" / "smollm2-135m-cml-q8_0.gguf"

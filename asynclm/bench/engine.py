@@ -6,9 +6,14 @@ Measured (medians over --reps runs, both sides on the same threads):
 - decode at batch 1: greedy tokens/s of one sequence;
 - concurrency: aggregate tokens/s of 8 contexts generating concurrently (ours, batched by the
   scheduler) vs transformers' static batch of 8;
-- greedy outputs compared token by token.
-`--fp16-decode` adds a run with half-precision weight copies for decode steps, with its logit
-difference and greedy agreement beside the speed.
+- greedy outputs compared token by token;
+- llama.cpp (`llama-cpp-python`, when importable) on the same GGUF file (Q4_1) and on a Q8_0 copy
+  of it, same threads, same run: prefill and decode at batch 1;
+- the share of a decode step spent outside the model's forward (`step_overhead_fraction`:
+  scheduling, sampling, the hand-over to the forward thread);
+- the CPU (`cpu.model`, `cpu.flags`) and the kernels chosen on it at load.
+`--weights int8,bf16` adds, per approximate weight format, its decode and prefill speed beside
+its quality change on real text (max logit difference, greedy agreement with the exact weights).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import anyio
 import torch
 
+from asynclm.bench import llamacpp
 from asynclm.bench.common import machine, table, write_json
 
 
@@ -32,7 +38,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decode-tokens", type=int, default=64)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument(
-        "--fp16-decode", action="store_true", help="also measure half-precision decode weights"
+        "--weights",
+        default="",
+        help="approximate weight formats to measure too, comma-separated (int8, bf16, fp16)",
+    )
+    p.add_argument(
+        "--no-llamacpp", action="store_true", help="skip the llama.cpp columns even if importable"
     )
     p.add_argument("--json", default=None, help="write the figures here")
 
@@ -92,7 +103,18 @@ def _agreement(a: list[list[int]], b: list[list[int]]) -> float:
     return sum(x == y for x, y in pairs) / max(1, len(pairs))
 
 
+# A passage of plain English for the quality measures (real text, not random token ids).
+REAL_TEXT = (
+    "The lighthouse keeper climbed the spiral stairs every evening at dusk. From the gallery he "
+    "could see the fishing boats returning to the harbour, their lamps swaying with the swell. "
+    "He wrote the weather in a small notebook: the direction of the wind, the height of the "
+    "waves, the colour of the sky before the storm. Years later, his daughter found the "
+    "notebooks in a trunk and read them one winter, page by page, until she knew"
+)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from asynclm.engine.cpu import cpu_info
     from asynclm.engine.engine import Engine
     from asynclm.engine.loader import to_transformers
     from asynclm.engine.model import Transformer
@@ -101,26 +123,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if not isinstance(engine.model, Transformer):
         raise ValueError("the engine benchmark needs a transformer model, not a scripted one")
     model = to_transformers(engine.model)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     ours = lambda p, n: anyio.run(engine_generate, engine, p, n)  # noqa: E731
     ref = lambda p, n: hf_generate(model, p, n)  # noqa: E731
     ours(_prompts(8, 1), 2), ref(_prompts(8, 1), 2)  # warm up both
-    results: dict[str, Any] = {"model": args.model, "machine": machine(), "reps": args.reps}
+    cpu = cpu_info()
+    results: dict[str, Any] = {
+        "model": args.model,
+        "machine": machine(),
+        "cpu": {"model": cpu.model, "flags": list(cpu.notable_flags), "key": cpu.key},
+        "reps": args.reps,
+        "kernels": None if engine.kernels is None else engine.kernels.as_dict(),
+        "native_ops": engine.model.ops.native,
+    }
+    peers = _llamacpp_peers(args)
     rows: list[tuple[str, ...]] = []
     for n in args.prefill:
         p = _prompts(n, 1, seed=n)
         t_ours, t_ref, _, _ = _median_pair(lambda p=p: ours(p, 1), lambda p=p: ref(p, 1), args.reps)
-        results[f"prefill_{n}"] = {
-            "engine_s": t_ours,
-            "transformers_s": t_ref,
-            "speedup": t_ref / t_ours,
-        }
+        entry = {"engine_s": t_ours, "transformers_s": t_ref, "speedup": t_ref / t_ours}
+        cells = []
+        for fmt, peer in peers.items():
+            t_cpp = statistics.median(peer.prefill(p[0]) for _ in range(args.reps))
+            entry[f"llamacpp_{fmt}_s"] = t_cpp
+            entry[f"speedup_vs_llamacpp_{fmt}"] = t_cpp / t_ours
+            cells.append(f"{t_cpp:.3f} s ({t_cpp / t_ours:.2f}x)")
+        results[f"prefill_{n}"] = entry
         rows.append(
             (
                 f"prefill {n} tokens (TTFT)",
                 f"{t_ours:.3f} s",
                 f"{t_ref:.3f} s",
                 f"{t_ref / t_ours:.2f}x",
+                *cells,
             )
         )
         print(f"prefill {n}: done", file=sys.stderr)
@@ -134,8 +168,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "engine_tok_s": tok_ours,
         "transformers_tok_s": tok_ref,
         "speedup": tok_ours / tok_ref,
-        "engine_gb_s": weight_bytes * tok_ours / 1e9,
+        "engine_gb_s": engine.model.decode_bytes() * tok_ours / 1e9,
+        "engine_weight_mb_per_token": engine.model.decode_bytes() / 1e6,
     }
+    cells = []
+    for fmt, peer in peers.items():
+        t_cpp = statistics.median(peer.decode(p1[0], new)[0] for _ in range(args.reps))
+        results["decode_batch1"][f"llamacpp_{fmt}_tok_s"] = new / t_cpp
+        results["decode_batch1"][f"speedup_vs_llamacpp_{fmt}"] = t_cpp / t_ours
+        cells.append(f"{new / t_cpp:.1f} ({t_cpp / t_ours:.2f}x)")
     results["engine_decode_tok_s"] = tok_ours
     rows.append(
         (
@@ -143,8 +184,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{tok_ours:.1f}",
             f"{tok_ref:.1f}",
             f"{tok_ours / tok_ref:.2f}x",
+            *cells,
         )
     )
+    results["step_overhead_fraction"] = _step_overhead(engine, p1, new, args.reps)
     pb = _prompts(16, args.batch, seed=2)
     tb_ours, tb_ref, b_ours, b_ref = _median_pair(
         lambda: ours(pb, new), lambda: ref(pb, new), args.reps
@@ -163,61 +206,126 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{agg_ours:.1f}",
             f"{agg_ref:.1f}",
             f"{agg_ours / agg_ref:.2f}x",
+            *("–" for _ in peers),
         )
     )
     agreement = _agreement([*g_ours, *b_ours], [*g_ref, *b_ref])
     results["greedy_match"] = agreement == 1.0
     results["greedy_agreement"] = agreement
-    if args.fp16_decode:
-        rows.append(
-            _half_decode(engine, results, p1, pb, new, g_ours, b_ours, tok_ref, agg_ref, args.reps)
-        )
-    print(table(rows, ("measure", "asynclm", "transformers", "speedup")))
-    print(
-        f"greedy outputs identical: {results['greedy_match']} (agreement {agreement:.3f}); "
-        f"decode reads {weight_bytes / 1e6:.0f} MB of weights per step "
-        f"= {results['decode_batch1']['engine_gb_s']:.1f} GB/s"
-    )
+    results["exact_vs_fp32"] = anyio.run(_quality, engine, "fp32")
+    for spec in [w.strip() for w in args.weights.split(",") if w.strip()]:
+        rows.append(_rounded(engine, spec, results, args, p1, new, tok_ref))
+    for peer in peers.values():
+        peer.close()
+    header: tuple[str, ...] = ("measure", "asynclm", "transformers", "speedup")
+    header += tuple(f"llama.cpp {fmt} (ours/theirs)" for fmt in peers)
+    print(table([r + ("",) * (len(header) - len(r)) for r in rows], header))
+    _print_notes(results, agreement)
     return results
 
 
-def _half_decode(engine, results, p1, pb, new, g32, b32, tok_ref, agg_ref, reps) -> tuple[str, ...]:
-    engine.model.set_decode_weights(torch.float16)
+def _llamacpp_peers(args: argparse.Namespace) -> dict[str, llamacpp.LlamaCppPeer]:
+    """llama.cpp on the model's own GGUF (Q4_1) and a Q8_0 copy, when it can be had."""
+    if args.no_llamacpp or args.model != "smollm2-135m" or not llamacpp.available():
+        return {}
+    from asynclm.engine.loader import smollm2_gguf_path
+
+    gguf, threads = smollm2_gguf_path(), torch.get_num_threads()
+    return {
+        "q4_1": llamacpp.LlamaCppPeer.open(gguf, threads),
+        "q8": llamacpp.LlamaCppPeer.open(llamacpp.requantized(gguf, "q8_0"), threads),
+    }
+
+
+def _step_overhead(engine: Any, prompts: list[list[int]], new: int, reps: int) -> float:
+    """Median share of a decode run's time spent outside the model's forward."""
+    shares = []
+    for _ in range(reps):
+        before = engine.scheduler.stats.model_seconds
+        wall, _ = anyio.run(engine_generate, engine, prompts, new)
+        shares.append(1.0 - (engine.scheduler.stats.model_seconds - before) / wall)
+    return statistics.median(shares)
+
+
+async def _greedy(engine: Any, tokens: list[int], new: int) -> list[int]:
+    async with engine.context() as ctx:
+        ctx.append(tokens)
+        result = await ctx.generate(max_tokens=new, stop_at_eos=False).collect()
+    return list(result.tokens)
+
+
+async def _logits(engine: Any, tokens: list[int]) -> torch.Tensor:
+    """The logits after each of the last 8 tokens, decoded one by one after the rest."""
+    async with engine.context() as ctx:
+        ctx.append(tokens[:-8])
+        await ctx.flush()
+        return torch.cat([await ctx.forward([t]) for t in tokens[-8:]])
+
+
+async def _quality(engine: Any, spec: str, new: int = 64) -> dict[str, float]:
+    """How the weight formats `spec` change the output vs the engine's current ones, on
+    REAL_TEXT: max |logit| difference over decode steps, greedy agreement over `new` tokens."""
+    tokens = engine.tokenizer.encode(REAL_TEXT)
+    before = engine.weights.spec
+    base_logits, base_out = await _logits(engine, tokens), await _greedy(engine, tokens, new)
+    engine.use_weights(spec)
     try:
-        times, outs = [], None
-        for _ in range(reps):
-            t, outs = anyio.run(engine_generate, engine, p1, new)
-            times.append(t)
-        tok = new / statistics.median(times)
-        _, bouts = anyio.run(engine_generate, engine, pb, new)
-        diff = anyio.run(_logit_diff, engine, p1[0] + g32[0][:8])
+        logits, out = await _logits(engine, tokens), await _greedy(engine, tokens, new)
     finally:
-        engine.model.set_decode_weights(None)
-    agree = _agreement([*(outs or []), *bouts], [*g32, *b32])
-    results["fp16_decode"] = {
-        "engine_tok_s": tok,
-        "speedup_vs_transformers": tok / tok_ref,
-        "greedy_agreement_vs_fp32": agree,
-        "max_logit_diff": diff,
+        engine.use_weights(before)
+    first_diff = next(
+        (i for i, (a, b) in enumerate(zip(out, base_out, strict=False)) if a != b), len(out)
+    )
+    return {
+        "max_logit_diff": float((logits - base_logits).abs().max()),
+        "greedy_agreement": _agreement([out], [base_out]),
+        "identical_prefix_tokens": first_diff,
+        "tokens": new,
+    }
+
+
+def _rounded(engine, spec, results, args, p1, new, tok_ref) -> tuple[str, ...]:
+    """Decode and prefill speed with approximate formats allowed, and their quality change."""
+    quality = anyio.run(_quality, engine, spec)
+    engine.use_weights(spec)
+    try:
+        times = [anyio.run(engine_generate, engine, p1, new)[0] for _ in range(args.reps)]
+        n = max(args.prefill)
+        pre = [
+            anyio.run(engine_generate, engine, _prompts(n, 1, seed=n), 1)[0]
+            for _ in range(args.reps)
+        ]
+    finally:
+        engine.use_weights("auto")
+    tok = new / statistics.median(times)
+    results[f"weights_{spec}"] = {
+        "decode_batch1_tok_s": tok,
+        "decode_speedup_vs_exact": tok / results["decode_batch1"]["engine_tok_s"],
+        f"prefill_{n}_s": statistics.median(pre),
+        **quality,
     }
     return (
-        "decode b1, fp16 weights (tok/s)",
+        f"decode b1, weights={spec} (tok/s)",
         f"{tok:.1f}",
         f"{tok_ref:.1f}",
-        f"{tok / tok_ref:.2f}x (agree {agree:.2f}, dlogit {diff:.3f})",
+        f"{tok / tok_ref:.2f}x (dlogit {quality['max_logit_diff']:.3f}, "
+        f"greedy agree {quality['greedy_agreement']:.2f})",
     )
 
 
-async def _logit_diff(engine: Any, tokens: list[int]) -> float:
-    """Max |logit| difference of single-token decode steps, half vs fp32 weights."""
-    rows = []
-    for half in (True, False):
-        engine.model.set_decode_weights(torch.float16 if half else None)
-        async with engine.context() as ctx:
-            ctx.append(tokens[:-4])
-            await ctx.flush()
-            rows.append(torch.cat([await ctx.forward([t]) for t in tokens[-4:]]))
-    return float((rows[0] - rows[1]).abs().max())
+def _print_notes(results: dict[str, Any], agreement: float) -> None:
+    d = results["decode_batch1"]
+    exact = results["exact_vs_fp32"]
+    print(
+        f"cpu: {results['cpu']['model']} ({' '.join(results['cpu']['flags'])}); "
+        f"native ops: {results['native_ops']}\n"
+        f"greedy outputs identical to transformers: {results['greedy_match']} "
+        f"(agreement {agreement:.3f}); exact kernels vs plain fp32 on real text: max logit diff "
+        f"{exact['max_logit_diff']:.2e}, greedy agreement {exact['greedy_agreement']:.3f}\n"
+        f"decode reads {d['engine_weight_mb_per_token']:.0f} MB of weights per step "
+        f"= {d['engine_gb_s']:.1f} GB/s; step overhead (outside the forward): "
+        f"{results['step_overhead_fraction']:.1%}"
+    )
 
 
 def main(args: argparse.Namespace) -> int:

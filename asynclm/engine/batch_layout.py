@@ -14,9 +14,9 @@ import itertools
 import torch
 from torch import Tensor
 
-from asynclm.engine.model import DecodeGroup, KeyRun, causal_mask
+from asynclm.engine.attention import DecodeGroup, KeyRun, causal_mask
 
-DECODE_GROUP_MAX_KEYS = 1024  # longer contexts decode alone, in place, rather than padded+copied
+DECODE_GROUP_MAX_KEYS = 1024  # without the paged kernel, longer contexts decode alone, in place
 _DENSE_RANGE = 1.5  # attend in place when the slot range is at most this much larger
 _MAX_RUNS = 16  # at most this many contiguous runs are attended one by one and merged
 
@@ -65,18 +65,20 @@ def key_runs(slots: Tensor, n: int, breaks: list[int]) -> tuple[KeyRun, ...]:
     return tuple(runs)
 
 
-def decode_group(single: list[tuple[int, Tensor]], device: torch.device) -> DecodeGroup | None:
-    """Pad the KV slots of single-token steps, `(row, slots)`, into one [B, L] index + mask."""
+def decode_group(single: list[Tensor], rows: Tensor, lengths: Tensor) -> DecodeGroup | None:
+    """Single-token steps as one group: their key slots padded into one [B, L] index, with each
+    step's key count (and the same as a mask when they differ). `rows`, `lengths`: [B]."""
     if not single:
         return None
-    lengths = [slots.numel() for _, slots in single]
-    longest = max(lengths)
-    index = torch.zeros(len(single), longest, dtype=torch.long, device=device)
-    for i, (_, slots) in enumerate(single):
+    if len(single) == 1:  # no padding: the slots themselves
+        return DecodeGroup(rows, single[0].view(1, -1), None, lengths)
+    sizes = [slots.numel() for slots in single]
+    longest = max(sizes)
+    index = torch.zeros(len(single), longest, dtype=torch.long, device=rows.device)
+    for i, slots in enumerate(single):
         index[i, : slots.numel()] = slots
     mask = None
-    if min(lengths) != longest:
-        ar = torch.arange(longest, device=device)
-        mask = (ar[None, :] < torch.tensor(lengths, device=device)[:, None])[:, None, None, :]
-    rows = torch.tensor([r for r, _ in single], dtype=torch.long, device=device)
-    return DecodeGroup(rows, index, mask)
+    if min(sizes) != longest:
+        ar = torch.arange(longest, device=rows.device)
+        mask = (ar[None, :] < lengths[:, None])[:, None, None, :]
+    return DecodeGroup(rows, index, mask, lengths)

@@ -12,15 +12,18 @@ from asynclm.engine.config import ModelConfig
 from asynclm.engine.context import Context
 from asynclm.engine.exports import Exports
 from asynclm.engine.grammar import Grammar, GrammarCompiler
+from asynclm.engine.kernels.check import native_ops
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
-from asynclm.engine.model import EngineModel
+from asynclm.engine.model import EngineModel, Transformer
 from asynclm.engine.pages import PagePool
 from asynclm.engine.policy import BatchPolicy
 from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
 from asynclm.engine.scope import Namespace, Quota, Scope
 from asynclm.engine.tokenizer import Tokenizer
+from asynclm.engine.tuning import KernelReport, plan_kernels
+from asynclm.engine.weights import WeightPolicy
 
 DEFAULT_KV_BYTES = 1 << 30
 
@@ -35,13 +38,18 @@ class Engine:
         page_size: tokens per KV page.
         max_batch_tokens: tokens per forward (chunked prefill bound).
         name / fingerprint: identity of the weights (Prompt Cache keys its disk store by it).
-        pack_weights: on CPU, keep a oneDNN-packed copy of the linear weights (faster matmuls,
-            twice the weight memory).
+        weights: which weight formats the kernels may use (see `asynclm.engine.weights`):
+            `auto` (default, exact: float32 plus block formats that reproduce the weights bit
+            for bit), `fp32`, or approximate ones allowed on top: `int8`, `bf16`, `fp16`.
+        tune: on CPU, measure the kernels of every linear layer at load (cached per machine)
+            and use the fastest per batch size; False runs plain `F.linear` (the fused ops
+            are native either way, when this machine has them).
 
     Attributes:
         pool: the KV page allocator (no torch); `kv`: the KV pool tensors.
         runner: turns scheduled batches into tensors and runs the model.
         scheduler: batches every context's work (its `policy` decides what runs next).
+        kernels: the kernel choices measured at load (None when not tuned).
         exports: the registry of named K/V (`save`, `open`, `drop`, `export_kv`, ...).
         root_scope: the scope of contexts and exports made outside any inferlet.
     """
@@ -57,11 +65,16 @@ class Engine:
         max_batch_tokens: int = 512,
         name: str = "custom",
         fingerprint: str = "",
-        pack_weights: bool = True,
+        weights: str = "auto",
+        tune: bool = True,
     ) -> None:
         self.model = model
-        if pack_weights and hasattr(model, "pack_weights"):
-            model.pack_weights()
+        self.weights = WeightPolicy.parse(weights)
+        self.kernels: KernelReport | None = None
+        if isinstance(model, Transformer) and model.device.type == "cpu":
+            model.use_ops(native_ops())  # torch's ops when the native ones cannot be had
+            if tune:
+                self.kernels = plan_kernels(model, self.weights)
         self.tokenizer = tokenizer
         self.name = name
         self.fingerprint = fingerprint or name
@@ -115,6 +128,19 @@ class Engine:
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    def use_weights(self, weights: str) -> KernelReport:
+        """Switch the weight formats the kernels may use (see `weights=`) and choose again.
+
+        Timings already measured on this machine are reused, so this is quick after the first
+        time. Returns the new kernel report (also `engine.kernels`).
+        """
+        policy = WeightPolicy.parse(weights)
+        if not isinstance(self.model, Transformer) or self.model.device.type != "cpu":
+            raise ValueError("weight formats apply to the engine's own model on the CPU")
+        self.weights = policy
+        self.kernels = plan_kernels(self.model, policy)
+        return self.kernels
 
     @property
     def device(self) -> torch.device:
@@ -184,6 +210,9 @@ class Engine:
         if size > self.model.config.vocab_size:
             self.model.resize_vocab(size)
             self._grammars = None
+            if self.kernels is not None and isinstance(self.model, Transformer):
+                output = plan_kernels(self.model, self.weights, sites=("output",))
+                self.kernels = self.kernels.updated(output)
 
     def grammar(
         self,

@@ -22,6 +22,7 @@ import torch
 
 from asynclm.engine.config import ModelConfig
 from asynclm.engine.model import Transformer
+from asynclm.engine.paths import cache_root
 from asynclm.engine.tokenizer import Tokenizer
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -39,11 +40,6 @@ class LoadedModel:
     tokenizer: Tokenizer
     name: str
     fingerprint: str
-
-
-def cache_root() -> Path:
-    """Where converted weights live: `$ASYNCLM_CACHE`, else `~/.cache/asynclm`."""
-    return Path(os.environ.get("ASYNCLM_CACHE") or Path.home() / ".cache" / "asynclm")
 
 
 def smollm2_gguf_path() -> Path:

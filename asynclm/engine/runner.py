@@ -2,11 +2,12 @@
 
 `prepare` lays the chunks of a batch out as one ragged batch (tokens and positions
 concatenated, the slots to write, how each sequence attends, which rows return logits) on the
-event loop; `execute` runs the model on it and is meant for a worker thread.
+event loop; `run` executes the model on it on the runner's own thread.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import weakref
 from collections.abc import Sequence as Seq
@@ -15,9 +16,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from asynclm.engine.attention import BatchMeta, SequenceBatch
 from asynclm.engine.batch_layout import DECODE_GROUP_MAX_KEYS, attention_layout, decode_group
+from asynclm.engine.forward_thread import ForwardThread
 from asynclm.engine.kv_cache import KVCache
-from asynclm.engine.model import BatchMeta, EngineModel, SequenceBatch
+from asynclm.engine.model import EngineModel
 from asynclm.engine.policy import Chunk
 from asynclm.engine.request import ForwardRequest
 from asynclm.engine.sequence import Sequence
@@ -37,6 +40,15 @@ class PreparedBatch:
         return int(self.tokens.numel())
 
 
+@dataclass(slots=True)
+class _Slots:
+    """A sequence's KV slots as a tensor that grows in place (rebuilt when they change)."""
+
+    epoch: int
+    length: int
+    data: Tensor  # [capacity], the first `length` filled
+
+
 class ModelRunner:
     """Runs one model over the engine's KV pool."""
 
@@ -44,38 +56,67 @@ class ModelRunner:
         self.model = model
         self.kv = kv
         self.device = model.device  # read once: a module's device is a slow attribute lookup
-        self._slots: weakref.WeakKeyDictionary[Sequence, tuple[int, Tensor]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._slots: weakref.WeakKeyDictionary[Sequence, _Slots] = weakref.WeakKeyDictionary()
+        self._thread = ForwardThread()
 
     def prepare(self, chunks: Seq[Chunk[ForwardRequest]]) -> PreparedBatch:
-        """The tensors of a batch whose KV slots are reserved (not yet committed)."""
+        """The tensors of a batch whose KV slots are reserved (not yet committed).
+
+        Every index of the batch goes to the device in one tensor (a decode step is made of
+        a handful of numbers: one copy, then views).
+        """
         tokens: list[int] = []
         positions: list[int] = []
         write: list[int] = []
-        rows: list[int] = []
+        rows: list[int] = []  # rows whose logits are returned
         counts: list[int] = []
-        multi: list[SequenceBatch] = []
-        single: list[tuple[int, Tensor]] = []  # (row, kv slots) of one-token steps
+        decode_rows: list[int] = []  # one-token steps: their rows and key counts
+        decode_lengths: list[int] = []
         for c in chunks:
-            req, seq = c.request, c.request.seq
+            req, first_new = c.request, c.request.seq.num_tokens
             tokens += req.tokens[c.start : c.end]
             positions += req.positions[c.start : c.end]
-            first_new = seq.num_tokens
-            write += seq.table.slots[first_new : first_new + c.length]
-            kv_slots = self.slot_tensor(seq)[: first_new + c.length]
-            if c.length == 1 and kv_slots.numel() <= DECODE_GROUP_MAX_KEYS:
-                single.append((c.row, kv_slots))
-            else:
-                kv_range, mask, runs = attention_layout(kv_slots, c.length)
-                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, kv_range, runs))
+            write += req.seq.table.slots[first_new : first_new + c.length]
             wanted = req.logit_rows(c.start, c.length)
             rows += [c.row + i for i in wanted]
             counts.append(len(wanted))
-        meta = BatchMeta(
-            self._long(write), tuple(multi), self._long(rows), decode_group(single, self.device)
-        )
-        return PreparedBatch(self._long(tokens), self._long(positions), meta, tuple(counts))
+            if self._decodes(c, first_new + c.length):
+                decode_rows.append(c.row)
+                decode_lengths.append(first_new + 1)
+        n = len(tokens)
+        flat = self._long(tokens + positions + write + rows + decode_rows + decode_lengths)
+        cut = list(itertools.accumulate((n, n, n, len(rows), len(decode_rows))))
+        views = flat.tensor_split(cut)  # tokens, positions, write, rows, decode rows, lengths
+        single, multi = self._attention(chunks)
+        group = decode_group(single, views[4], views[5])
+        meta = BatchMeta(views[2], tuple(multi), views[3], group)
+        return PreparedBatch(views[0], views[1], meta, tuple(counts))
+
+    def _decodes(self, c: Chunk[ForwardRequest], keys: int) -> bool:
+        """Whether a chunk joins the batch's decode group (one token; any length if the model
+        attends to the pool in place, else up to `DECODE_GROUP_MAX_KEYS` keys)."""
+        paged = bool(getattr(self.model, "paged_decode", False))
+        return c.length == 1 and (paged or keys <= DECODE_GROUP_MAX_KEYS)
+
+    def _attention(
+        self, chunks: Seq[Chunk[ForwardRequest]]
+    ) -> tuple[list[Tensor], list[SequenceBatch]]:
+        """The key slots of the decode steps, and how every longer chunk attends."""
+        single: list[Tensor] = []
+        multi: list[SequenceBatch] = []
+        for c in chunks:
+            keys = c.request.seq.num_tokens + c.length
+            kv_slots = self.slot_tensor(c.request.seq, keys)
+            if self._decodes(c, keys):
+                single.append(kv_slots)
+            else:
+                kv_range, mask, runs = attention_layout(kv_slots, c.length)
+                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, kv_range, runs))
+        return single, multi
+
+    async def run(self, batch: PreparedBatch) -> tuple[Tensor, float]:
+        """`execute` on the runner's own thread, so the event loop stays free meanwhile."""
+        return await self._thread.run(self.execute, batch)
 
     def execute(self, batch: PreparedBatch) -> tuple[Tensor, float]:
         """Run the model: the logits of the wanted rows (on the CPU) and the seconds it took."""
@@ -89,18 +130,31 @@ class ModelRunner:
         """Copy whole pages (copy-on-write of shared pages before they are written)."""
         self.kv.copy_pages(pairs)
 
-    def slot_tensor(self, seq: Sequence) -> Tensor:
-        """Every KV slot of a sequence as a tensor, rebuilt only when its slots changed."""
+    def slot_tensor(self, seq: Sequence, length: int | None = None) -> Tensor:
+        """The first `length` (default all) KV slots of a sequence as a tensor; kept between
+        calls and grown in place, rebuilt only when slots already handed out changed."""
         slots = seq.table.slots
-        epoch, cached = self._slots.get(seq, (-1, None))
-        if cached is not None and epoch == seq.epoch and cached.numel() == len(slots):
-            return cached
-        if cached is None or epoch != seq.epoch or cached.numel() > len(slots):
-            cached = self._long(slots)
-        else:  # appended since: extend
-            cached = torch.cat((cached, self._long(slots[cached.numel() :])))
-        self._slots[seq] = (seq.epoch, cached)
-        return cached
+        cached = self._slots.get(seq)
+        if cached is None or cached.epoch != seq.epoch or cached.length > len(slots):
+            cached = _Slots(seq.epoch, len(slots), self._long(slots))
+        elif cached.length < len(slots):
+            self._grow(cached, slots)
+        self._slots[seq] = cached
+        return cached.data[: len(slots) if length is None else length]
+
+    def _grow(self, cached: _Slots, slots: list[int]) -> None:
+        new = slots[cached.length :]
+        if len(slots) > cached.data.numel():  # double the room, so appends stay O(1)
+            room = torch.empty(
+                max(2 * cached.data.numel(), len(slots)), dtype=torch.long, device=self.device
+            )
+            room[: cached.length] = cached.data[: cached.length]
+            cached.data = room
+        if len(new) == 1:
+            cached.data[cached.length] = new[0]
+        else:
+            cached.data[cached.length : len(slots)] = self._long(new)
+        cached.length = len(slots)
 
     def _long(self, values: list[int]) -> Tensor:
         return torch.tensor(values, dtype=torch.long, device=self.device)

@@ -152,7 +152,7 @@ class Scheduler:
     async def _run(self, chunks: list[Chunk[ForwardRequest]]) -> None:
         batch = self.runner.prepare(chunks)
         try:
-            logits, seconds = await anyio.to_thread.run_sync(self.runner.execute, batch)
+            logits, seconds = await self.runner.run(batch)
         except Exception as e:  # the model failed: give the reserved slots back
             for c in chunks:
                 c.request.seq.truncate(self.pool, c.request.seq.num_tokens)

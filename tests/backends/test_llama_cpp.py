@@ -27,7 +27,7 @@ WAITING = " I will tell you about Paris while the weather comes in. Paris is a c
 @pytest.fixture(scope="module")
 def exported_gguf():
     """SmolLM2 with the CML markers, exported as Q8_0 GGUF (cached: the export takes a while)."""
-    from asynclm.engine.loader import cache_root
+    from asynclm.engine.paths import cache_root
     from asynclm.export import export_gguf, merge
 
     path = cache_root() / "test-exports" / "smollm2-135m-cml-q8_0.gguf"

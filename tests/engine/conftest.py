@@ -24,3 +24,11 @@ def hf_logits(model, tokens: list[int], positions: list[int] | None = None) -> t
     pos = torch.tensor([positions]) if positions is not None else None
     with torch.no_grad():
         return model(input_ids=ids, position_ids=pos).logits[0].float()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_kernels() -> None:
+    """Load (or build once) the native kernels before any test points the cache elsewhere."""
+    from asynclm.engine.kernels.check import native_ready
+
+    native_ready()

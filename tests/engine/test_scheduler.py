@@ -42,11 +42,12 @@ async def test_a_cancelled_waiter_is_dropped_and_others_go_on(tiny, monkeypatch)
     a.append(list(range(100, 900)))
     b.append([5, 6, 7])
     execute = engine.runner.execute
+    token = anyio.lowlevel.current_token()  # the forward thread is not one of anyio's
     with anyio.CancelScope() as scope:
 
         def execute_then_cancel(batch):
             result = execute(batch)
-            anyio.from_thread.run_sync(scope.cancel)  # the caller is cancelled during a chunk
+            anyio.from_thread.run_sync(scope.cancel, token=token)  # cancelled during a chunk
             return result
 
         monkeypatch.setattr(engine.runner, "execute", execute_then_cancel)

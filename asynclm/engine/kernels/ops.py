@@ -1,0 +1,111 @@
+"""The decoder's fused ops, in torch and (when built) native: the same float32 arithmetic.
+
+`Ops(native=True)` calls `torch.ops.asynclm.*` (`csrc/fused.cpp`): one call per group of
+torch ops, which matters when a decode step is thousands of tiny ops. `Ops(native=False)` is
+the torch composition each native op is tested against, and what runs without a compiler.
+Shapes: `x [T, C]`; `qkv [T, (H + 2 KVH) D]`; the pool `kv [layers, 2, slots, KVH, D]`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+NATIVE_OPS = ("rms_norm", "add_rms_norm", "rope_qkv", "decode_attention", "silu_mul")
+
+
+@dataclass(frozen=True, slots=True)
+class Ops:
+    """The fused ops, native or torch."""
+
+    native: bool = False
+
+    def rms_norm(self, x: Tensor, weight: Tensor, eps: float) -> Tensor:
+        if self.native and _plain(x):
+            return torch.ops.asynclm.rms_norm(x, weight, eps)
+        return F.rms_norm(x, (x.shape[-1],), weight, eps)
+
+    def add_rms_norm(
+        self, x: Tensor, residual: Tensor, weight: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor]:
+        """`(x + residual, rms_norm(x + residual))`."""
+        if self.native and _plain(x) and _plain(residual):
+            return torch.ops.asynclm.add_rms_norm(x, residual, weight, eps)
+        h = x + residual
+        return h, F.rms_norm(h, (h.shape[-1],), weight, eps)
+
+    def rope_qkv(
+        self,
+        qkv: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        kv: Tensor,
+        layer: int,
+        slots: Tensor,
+        heads: int,
+        kv_heads: int,
+    ) -> Tensor:
+        """RoPE'd q `[T, H D]`; RoPE'd k and v are written at `slots` of `kv[layer]`."""
+        if self.native and _plain(qkv) and _plain(kv):
+            return torch.ops.asynclm.rope_qkv(qkv, cos, sin, kv, layer, slots, heads, kv_heads)
+        t, dim = qkv.shape[0], cos.shape[-1]
+        q, k, v = qkv.split((heads * dim, kv_heads * dim, kv_heads * dim), dim=-1)
+        q = apply_rope(q.view(t, heads, dim), cos, sin)
+        k = apply_rope(k.reshape(t, kv_heads, dim), cos, sin)
+        kv[layer, 0].index_copy_(0, slots, k.to(kv.dtype))
+        kv[layer, 1].index_copy_(0, slots, v.reshape(t, kv_heads, dim).to(kv.dtype))
+        return q.reshape(t, heads * dim)
+
+    def decode_attention(
+        self,
+        q: Tensor,
+        kv: Tensor,
+        layer: int,
+        index: Tensor,
+        lengths: Tensor,
+        kv_heads: int,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Single-token attention of B sequences over the pool: `q [B, H D]`, `index [B, L]`
+        their slots (padded), `lengths [B]` how many each sees (or the same as `mask
+        [B, 1, 1, L]`; None: all). Native: keys read in place; torch: gathered."""
+        dim = kv.shape[-1]
+        if self.native and _plain(q) and _plain(kv):
+            scale = 1.0 / math.sqrt(dim)
+            return torch.ops.asynclm.decode_attention(q, kv, layer, index, lengths, kv_heads, scale)
+        b, width = index.shape
+        keys = kv[layer, 0].index_select(0, index.view(-1)).view(b, width, kv_heads, dim)
+        values = kv[layer, 1].index_select(0, index.view(-1)).view(b, width, kv_heads, dim)
+        if mask is None and bool((lengths < width).any()):
+            mask = (torch.arange(width, device=q.device)[None, :] < lengths[:, None])[:, None, None]
+        out = F.scaled_dot_product_attention(
+            q.view(b, 1, -1, dim).transpose(1, 2),  # [B, H, 1, D]
+            keys.transpose(1, 2),
+            values.transpose(1, 2),
+            attn_mask=mask,
+            enable_gqa=True,
+        )
+        return out.reshape(b, -1)
+
+    def silu_mul(self, gate_up: Tensor) -> Tensor:
+        """`silu(gate) * up` for `gate_up = [gate | up]`."""
+        if self.native and _plain(gate_up):
+            return torch.ops.asynclm.silu_mul(gate_up)
+        gate, up = gate_up.chunk(2, dim=-1)
+        return F.silu(gate).mul_(up)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE in the rotate-half convention. x: [T, H, D]; cos/sin: [T, D]."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1).mul_(sin[:, None, :])
+    return torch.addcmul(rotated, x, cos[:, None, :])
+
+
+def _plain(t: Tensor) -> bool:
+    """What the native ops take: float32, contiguous, on the CPU."""
+    return t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
