@@ -162,8 +162,11 @@ def ideal_seconds(
     task: Task, tokenizer: Any, t_token: float, prompt_prefill: float, latency: dict[str, float]
 ) -> dict[str, float]:
     """The best any mode could do: the optimal single-writer schedule of the call graph."""
-    block = {s.call_id: len(tokenizer.encode(call_text(s))) * t_token for s in task.steps}
-    answer = len(tokenizer.encode(task.answer)) * t_token
+    # the model writes each marker as its special token (one token) where the tokenizer has it
+    block = {
+        s.call_id: len(tokenizer.encode(call_text(s), special=True)) * t_token for s in task.steps
+    }
+    answer = len(tokenizer.encode(task.answer, special=True)) * t_token
     best = ideal_makespan(
         [[schedule.Step(block[s.call_id], latency[s.name]) for s in chain] for chain in task.chains]
     )

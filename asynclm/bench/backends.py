@@ -31,6 +31,7 @@ import anyio
 from asynclm.bench.backends_bfcl import add_arguments as add_bfcl_arguments
 from asynclm.bench.backends_bfcl import bfcl_section, bfcl_table
 from asynclm.bench.common import machine, table, write_json
+from asynclm.cml.tokens import interrupt_pieces
 
 INTERRUPT = "[INTR] w1 [HEAD] {'city': 'Paris', 'forecast': 'sunny', 'temperature_c': 21} [END]"
 FILLER = "The agent reads the travel notes, the weather reports and the price lists again. "
@@ -125,7 +126,7 @@ def _prompt(tokenizer: Any, n: int) -> str:
 
 
 async def _remote_restart(backend: Any, prompt: str, after: int) -> dict[str, float]:
-    interrupt = backend.tokenizer.encode(INTERRUPT)
+    interrupt = _interrupt_ids(backend.tokenizer)
     await _evict(backend)
     async with backend.context() as ctx:
         ctx.append(prompt)
@@ -148,6 +149,13 @@ async def _remote_restart(backend: Any, prompt: str, after: int) -> dict[str, fl
     }
 
 
+def _interrupt_ids(tokenizer: Any) -> list[int]:
+    """The interrupt's tokens as the agent injects them: markers special, the value plain."""
+    text, value = INTERRUPT.removeprefix("[INTR] ").removesuffix(" [END]").split(" [HEAD] ", 1)
+    pieces = interrupt_pieces(text, value)
+    return [t for piece, special in pieces for t in tokenizer.encode(piece, special=special)]
+
+
 async def _evict(backend: Any) -> None:
     """A short unrelated request: the server's one cached sequence is no longer ours."""
     async with backend.context() as ctx:
@@ -156,7 +164,7 @@ async def _evict(backend: Any) -> None:
 
 
 async def _local_inject(engine: Any, prompt: str, after: int) -> dict[str, float]:
-    interrupt = engine.tokenizer.encode(INTERRUPT)
+    interrupt = _interrupt_ids(engine.tokenizer)
     async with engine.context() as ctx:
         ctx.append(prompt)
         gen = ctx.generate(max_tokens=after + 8, ban=engine.tokenizer.eos_token_ids)
