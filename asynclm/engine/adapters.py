@@ -123,6 +123,8 @@ def load(path: Path) -> dict[str, LowRank]:
         t = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - not a dict
     out = {}
     for name, fmt in formats.items():
+        if f"{name}.a" not in t:  # metadata that names no layer
+            continue
         base = BlockWeight(fmt, t[f"{name}.qweight"], t[f"{name}.scales"], t.get(f"{name}.mins"))
         out[name] = LowRank(t[f"{name}.a"], t[f"{name}.b"], base)
     return out
