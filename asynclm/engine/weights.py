@@ -5,7 +5,9 @@
 - `auto` (default): exact. Float32, plus the block formats (q4_1, q8_0) for weights they
   reproduce bit for bit: the default model is a Q4_1 GGUF, so its layer weights decode from 4-bit
   blocks with logits equal to the float32 ones (up to summation order). A weight that came from
-  elsewhere (a merged LoRA adapter, a transformers checkpoint) stays float32.
+  elsewhere (a transformers checkpoint) stays float32. A LoRA adapter merged into exact weights
+  is also offered unmerged (`q4_1_lora`: the exact base block kernel plus the low-rank product in
+  float32), and the tuner keeps whichever of merged and unmerged is faster per batch size.
 - `fp32`: float32 kernels only.
 - `int8`, `bf16`, `fp16` (or several, comma-separated: `bf16,int8`): also kernels on copies
   rounded to that format, used at the batch sizes where they are faster. Approximate: their
@@ -22,6 +24,7 @@ from torch import Tensor
 
 from asynclm.engine.kernels.formats import BlockWeight, exact_rows, quantize
 from asynclm.engine.kernels.linear import FP32_KERNELS, HALF_KERNELS
+from asynclm.engine.kernels.lowrank import LowRank
 
 _ROUNDED = {"int8": ("q8_0",), "bf16": ("bf16", "bf16_packed"), "fp16": ("fp16",)}
 _MAX_TAIL = 4096  # rows after an exact block prefix still computed in float32 (added tokens)
@@ -76,11 +79,19 @@ class WeightPolicy:
             return quantize(weight, "q8_0")
         return None
 
-    def candidates(self, block: BlockWeight | None) -> tuple[str, ...]:
-        """The kernels to measure for a linear layer whose block copy (if any) is `block`."""
+    def candidates(
+        self, block: BlockWeight | None, lowrank: LowRank | None = None
+    ) -> tuple[str, ...]:
+        """The kernels to measure for a linear layer whose block copy (if any) is `block`.
+
+        A layer with an unmerged adapter (`lowrank`) also gets its exact base block kernel plus
+        the low-rank product, where exact formats are allowed.
+        """
         names = list(FP32_KERNELS)
         if block is not None:
             names.append(block.format)
+        if lowrank is not None and self.lossless:
+            names.append(f"{lowrank.base.format}_lora")
         for fmt in self.rounded:
             names += [n for n in _ROUNDED[fmt] if n in HALF_KERNELS]
         return tuple(names)

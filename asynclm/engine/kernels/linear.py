@@ -4,6 +4,8 @@
 - `packed`: the weight reordered once into oneDNN's blocked layout (fast for few rows).
 - `q4_1`, `q8_0`: the native block-quantized kernels (`csrc/quant.cpp`).
 - `bf16`, `fp16`, `bf16_packed`: half-precision copies (AMX / AVX-512 BF16 machines).
+- `q4_1_lora`, `q8_0_lora`: a LoRA adapter kept unmerged (`kernels.lowrank`): the base weight
+  on its exact block kernel plus the low-rank product in float32. Same W as the merged one.
 
 Every kernel computes `x @ W.T + b` for the same W (a half-precision or block copy *is* W when
 the weights were rounded to that format, see `asynclm.engine.weights`). A kernel this machine
@@ -21,10 +23,12 @@ from torch import Tensor
 
 from asynclm.engine.kernels.check import native_ready
 from asynclm.engine.kernels.formats import BlockWeight
+from asynclm.engine.kernels.lowrank import LowRank
 
 FP32_KERNELS = ("plain", "packed")
 BLOCK_KERNELS = ("q4_1", "q8_0")
 HALF_KERNELS = ("bf16", "bf16_packed", "fp16")
+LOWRANK_KERNELS = ("q4_1_lora", "q8_0_lora")
 _HALF_DTYPES = {"bf16": torch.bfloat16, "bf16_packed": torch.bfloat16, "fp16": torch.float16}
 _PACK_ROWS_HINT = 8  # oneDNN picks its blocking for about this many rows; any count works
 
@@ -98,6 +102,23 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class BlockLowRank:
+    """The base weight on its block kernel plus an unmerged low-rank update: `W x + B (A x)`."""
+
+    base: Block
+    a: Tensor
+    b: Tensor
+    name: str = "q4_1_lora"
+
+    @property
+    def nbytes(self) -> int:
+        return self.base.nbytes + _nbytes(self.a) + _nbytes(self.b)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.base(x).addmm_(F.linear(x, self.a), self.b.t())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Half:
     """A bf16/fp16 copy; inputs are rounded to it and outputs come back as float32."""
 
@@ -123,9 +144,17 @@ class Half:
 
 
 def make_kernel(
-    name: str, weight: Tensor, bias: Tensor | None, block: BlockWeight | None = None
+    name: str,
+    weight: Tensor,
+    bias: Tensor | None,
+    block: BlockWeight | None = None,
+    lowrank: LowRank | None = None,
 ) -> LinearKernel | None:
-    """The kernel `name` for this weight, or None where this machine (or weight) has none."""
+    """The kernel `name` for this weight, or None where this machine (or weight) has none.
+
+    `weight` is the layer's full weight (an adapter merged in); `lowrank`, when the layer has
+    one, the same weight as an exact block base plus its unmerged update.
+    """
     weight = weight.detach()
     if name == "plain":
         return Plain(weight, bias)
@@ -137,6 +166,8 @@ def make_kernel(
         return Block(block, bias, name) if ok and block is not None else None
     if name in HALF_KERNELS:
         return _half(name, weight, bias)
+    if name in LOWRANK_KERNELS:
+        return _lowrank(name, bias, lowrank)
     raise ValueError(f"unknown linear kernel {name!r}")
 
 
@@ -151,6 +182,13 @@ def _pack(weight: Tensor) -> Tensor | None:
     except (RuntimeError, AttributeError, NotImplementedError):
         return None
     return packed
+
+
+def _lowrank(name: str, bias: Tensor | None, lowrank: LowRank | None) -> LinearKernel | None:
+    fmt = name.removesuffix("_lora")
+    if lowrank is None or lowrank.base.format != fmt or not native_ready():
+        return None
+    return BlockLowRank(Block(lowrank.base, bias, fmt), lowrank.a, lowrank.b, name)
 
 
 def _half(name: str, weight: Tensor, bias: Tensor | None) -> LinearKernel | None:
