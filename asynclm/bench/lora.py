@@ -72,16 +72,24 @@ async def run(adapter: str, new: int, reps: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--adapter", required=True)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--adapter", default="auto", help="adapter folder, or auto (the shipped one)"
+    )
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--out", default="bench_lora.json")
-    args = parser.parse_args(argv)
+    parser.add_argument("--json", default="runs/bench_lora.json")
+
+
+def main(args: argparse.Namespace) -> int:
+    from asynclm.engine.loader import resolve_adapter
+
+    adapter = resolve_adapter("smollm2-135m", args.adapter)
+    if adapter is None:
+        raise ValueError("--adapter: no adapter (none shipped, or 'none' given); name a folder")
     start = time.perf_counter()
-    results = anyio.run(run, args.adapter, args.tokens, args.reps)
-    write_json(args.out, results)
+    results = anyio.run(run, str(adapter), args.tokens, args.reps)
+    write_json(args.json, results)
     med = results["decode_tok_s"]
     print(
         f"decode batch 1, {args.tokens} tokens, median of {args.reps}: "
@@ -95,4 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))
