@@ -217,15 +217,16 @@ def split_text(parts: Sequence[Any]) -> tuple[tuple[str, ...], str]:
     """(interim texts, answer) of a turn's parts.
 
     The answer is the text after the model's last block (call, trap, malformed) or the last
-    interrupt the runtime injected for a call (a result, an error, a rejected answer); each
-    stretch of text before it is an interim text. A user's message does not split the text
-    around it: the model answers it in the same stretch.
+    error the runtime injected (a malformed block's, a rejected answer's); each stretch of text
+    before it is an interim text. A call's result does not split the text around it: in async
+    mode results arrive while the model writes, often mid-sentence. Nor does a user's message:
+    the model answers it in the same stretch.
     """
     stretches: list[str] = [""]
     for part in parts:
         if isinstance(part, TextPart):
             stretches[-1] += part.text
-        elif not (isinstance(part, InterruptPart) and part.call_id == USER_ID):
+        elif not isinstance(part, InterruptPart) or part.call_id in (ERROR_ID, OUTPUT_ID):
             stretches.append("")
     *before, answer = stretches
     return tuple(s.strip() for s in before if s.strip()), answer.strip()
