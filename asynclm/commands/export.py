@@ -17,7 +17,10 @@ from asynclm.engine.loader import DEFAULT_MODEL
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help="base model: preset, folder or .gguf")
     p.add_argument(
-        "--adapter", default=None, help="PEFT LoRA adapter folder ('none': the base model)"
+        "--adapter",
+        default="auto",
+        help="PEFT LoRA adapter folder; auto (default): the CML adapter shipped for the model "
+        "preset, if any; none: the base model",
     )
     p.add_argument("--format", choices=["hf", "gguf"], required=True)
     p.add_argument("--out", required=True, help="folder (hf) or .gguf file (gguf) to write")
@@ -31,9 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from asynclm.engine.loader import resolve_adapter
     from asynclm.export import export_gguf, export_hf, merge
 
-    adapter = None if args.adapter in (None, "none") else args.adapter
+    adapter = resolve_adapter(args.model, args.adapter)
     started = time.perf_counter()
     print(f"merging {adapter or 'no adapter'} into {args.model} ...", file=sys.stderr)
     merged = merge(args.model, adapter)
