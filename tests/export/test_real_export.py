@@ -19,7 +19,7 @@ def real_adapter(tmp_path_factory):
     """A random CML adapter on the real model, and the PEFT model it came from."""
     from asynclm.engine.loader import load_model, to_transformers
 
-    base = load_model("smollm2-135m", device="cpu")
+    base = load_model("smollm2-135m", adapter=None, device="cpu")  # the plain model
     folder = tmp_path_factory.mktemp("real-adapter")
     peft_model = make_cml_adapter(to_transformers(base.model), base.tokenizer.hf, folder, seed=3)
     return folder, peft_model
