@@ -63,8 +63,9 @@ def test_the_adapter_calls_every_city_unconstrained(engine, mode):
     assert result.output  # it answers
 
 
-@UNDERTRAINED
-@pytest.mark.parametrize("mode", ["async", "sync"])
+# sync is deterministic (generation pauses at each call); in async a result may arrive
+# mid-answer, which the shipped adapter does not yet always handle
+@pytest.mark.parametrize("mode", [pytest.param("async", marks=UNDERTRAINED), "sync"])
 def test_the_adapter_reports_every_result(engine, mode):
     result, results = _weather_run(engine, mode)
     for text in results.values():
