@@ -2,9 +2,8 @@
 
 1. import-linter contracts from pyproject.toml (`[tool.importlinter]`): which layer may import
    which, and no import circle between sibling modules or packages (`acyclic_siblings`, which
-   counts `if TYPE_CHECKING:` imports too). The repository maps `tools/`, `finetune/`,
-   `bfcl_eval/` and `inferlets/` into the `asynclm` namespace; import-linter (grimp) reads one
-   folder per package, so the check runs on a copy of the tree laid out as installed.
+   counts `if TYPE_CHECKING:` imports too) — the same as running `lint-imports` in the
+   repository.
 2. No class reaches into another object's private members: an attribute `x._name` (not a
    dunder) is allowed only on `self`, `cls`, `super()`, a class defined in the same file, or a
    third-party module (e.g. a kernel under `torch.ops`). A rare justified exception carries the
@@ -15,39 +14,18 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-MAPPED = ("tools", "finetune", "bfcl_eval", "inferlets")  # folders installed as asynclm.<name>
 OWNERS = {"self", "cls"}
 
 
-def installed_layout(target: Path) -> Path:
-    """Copy the sources into `target/asynclm` as they are installed; returns `target`."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "data")
-    shutil.copytree(ROOT / "asynclm", target / "asynclm", ignore=ignore)
-    for folder in MAPPED:
-        if (ROOT / folder).is_dir():
-            shutil.copytree(ROOT / folder, target / "asynclm" / folder, ignore=ignore)
-    return target
-
-
-def lint_imports(layout: Path) -> int:
-    # The editable install's finder would resolve `asynclm` to the repository; use the copy.
-    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in _module_of(f).lower()]
-    sys.path.insert(0, str(layout))
-    os.chdir(layout)  # import-linter puts the working directory first on sys.path
+def lint_imports() -> int:
+    os.chdir(ROOT)  # import-linter puts the working directory first on sys.path
     from importlinter.cli import lint_imports as run
 
     return run(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
-
-
-def _module_of(finder: object) -> str:
-    module = getattr(finder, "__module__", None) or type(finder).__module__
-    return str(module)
 
 
 def private_accesses(path: Path) -> list[str]:
@@ -113,18 +91,12 @@ def _is_owner(value: ast.expr, allowed: set[str]) -> bool:
 
 
 def main() -> int:
-    folders = [ROOT / "asynclm", *(ROOT / f for f in MAPPED)]
     problems = [
-        hit
-        for folder in folders
-        if folder.is_dir()
-        for path in sorted(folder.rglob("*.py"))
-        for hit in private_accesses(path)
+        hit for path in sorted((ROOT / "asynclm").rglob("*.py")) for hit in private_accesses(path)
     ]
     for hit in problems:
         print(f"private access: {hit}")
-    with tempfile.TemporaryDirectory() as tmp:
-        status = lint_imports(installed_layout(Path(tmp)))
+    status = lint_imports()
     if problems:
         print(f"{len(problems)} access(es) to another object's private members")
     return 1 if problems or status else 0

@@ -6,8 +6,8 @@ export's (shared, nothing recomputed), so each question costs only its own token
 are answered concurrently. The result reports the tokens computed against those reused.
 
 Run:
-    asynclm inferlet inferlets/prefix_reuse.py
-    asynclm inferlet inferlets/prefix_reuse.py --arg document="$(cat notes.txt)" \
+    asynclm inferlet asynclm/inferlets/prefix_reuse.py
+    asynclm inferlet asynclm/inferlets/prefix_reuse.py --arg document="$(cat notes.txt)" \
         --arg questions="['Who wrote it?', 'When?']"
 """
 

@@ -59,11 +59,16 @@ REFUSALS = (
 class EntryLike(Protocol):
     """What is read of a BFCL entry (`asynclm.bfcl_eval.data.Entry`)."""
 
-    id: str
-    category: str
-    question: list[list[dict]]
-    functions: list[dict]
-    ground_truth: list | None
+    @property
+    def id(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def question(self) -> list[list[dict]]: ...
+    @property
+    def functions(self) -> list[dict]: ...
+    @property
+    def ground_truth(self) -> list | None: ...
 
 
 @dataclass(slots=True)

@@ -4,8 +4,8 @@ The smallest useful inferlet: fill a context with chat roles, open an assistant 
 with a sampler (greedy by default) and return the answer.
 
 Run:
-    asynclm inferlet inferlets/completion.py --arg prompt='What is the capital of France?'
-    asynclm inferlet inferlets/completion.py --arg prompt='Tell me a joke.' \
+    asynclm inferlet asynclm/inferlets/completion.py --arg prompt='What is the capital of France?'
+    asynclm inferlet asynclm/inferlets/completion.py --arg prompt='Tell me a joke.' \
         --arg temperature=0.8 --arg top_p=0.95 --arg seed=1
 """
 

@@ -126,13 +126,18 @@ class Runner:
         else:
             self.engine = self._engine()
 
+    def _oracle(self) -> Oracle:
+        if self.oracle is None:
+            raise ValueError("this runner writes a model's own text, not the oracle's")
+        return self.oracle
+
     def _engine(self) -> Any:
         if self.settings.model == ORACLE:
             from asynclm.backends.scripted import Timing, scripted_engine
             from asynclm.cml.tokens import MARKERS
 
             timing = Timing(1 / self.settings.token_rate, 1 / self.settings.prefill_rate)
-            engine = scripted_engine(self.oracle, timing=timing)
+            engine = scripted_engine(self._oracle(), timing=timing)
             engine.add_special_tokens(MARKERS)  # as a CML-tuned model has them
             return engine
         from asynclm.engine.engine import Engine
@@ -203,7 +208,7 @@ class Runner:
         def context_text() -> str:  # read by the local mask only (a server gets a grammar)
             return str(tokenizer.decode(live[-1].context.tokens))
 
-        forced = ForcedTrace(self.oracle, tokenizer, context_text)
+        forced = ForcedTrace(self._oracle(), tokenizer, context_text)
         spec = replace(agent.run_spec(), open_context=open_context, make_constraint=lambda: forced)
         return await AgentRun(spec, prompt).execute()
 

@@ -8,8 +8,8 @@ new token in one batched forward. A beam that picks an end-of-turn token is fini
 beams are compared by `logprob / length ** length_penalty` (0: plain sum, 1: mean per token).
 
 Run:
-    asynclm inferlet inferlets/beam_search.py --arg prompt='What is the capital of France?'
-    asynclm inferlet inferlets/beam_search.py --arg prompt='Name three colours.' \
+    asynclm inferlet asynclm/inferlets/beam_search.py --arg prompt='What is the capital of France?'
+    asynclm inferlet asynclm/inferlets/beam_search.py --arg prompt='Name three colours.' \
         --arg width=6 --arg length_penalty=0.5 --arg max_tokens=40
 """
 

@@ -7,8 +7,9 @@ bias the score). The answer with the highest mean log-probability wins. The chil
 concurrently, so the engine batches them.
 
 Run:
-    asynclm inferlet inferlets/best_of_n.py --arg prompt='Write a one-line slogan for tea.'
-    asynclm inferlet inferlets/best_of_n.py --arg prompt='Name a planet.' --arg n=8 --arg seed=3
+    asynclm inferlet asynclm/inferlets/best_of_n.py --arg prompt='Write a one-line slogan for tea.'
+    asynclm inferlet asynclm/inferlets/best_of_n.py --arg prompt='Name a planet.' \
+        --arg n=8 --arg seed=3
 """
 
 # No `from __future__ import annotations` here: `load_inferlet` runs the file as a module that

@@ -6,8 +6,8 @@ batches their decode steps together: N answers cost about as much time as one. E
 its own seeded sampler, so the answers differ with temperature > 0 and are reproducible.
 
 Run:
-    asynclm inferlet inferlets/parallel.py --arg prompt='Give me a name for a cat.' --arg n=4
-    asynclm inferlet inferlets/parallel.py --arg prompt='Write a haiku.' --arg temperature=0
+    asynclm inferlet asynclm/inferlets/parallel.py --arg prompt='Name a cat.' --arg n=4
+    asynclm inferlet asynclm/inferlets/parallel.py --arg prompt='Write a haiku.' --arg temperature=0
 """
 
 from __future__ import annotations

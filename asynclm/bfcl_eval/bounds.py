@@ -10,7 +10,7 @@ bounds what any calling mode can gain over synchronous calling, before any runti
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from asynclm.bfcl_eval.oracle import ANSWER, NO_CALL_ANSWER, call_block
 from asynclm.bfcl_eval.tasks import LatencyModel, Task, cheat_sheet, latencies
@@ -43,7 +43,7 @@ def best_possible(
 
 
 def bounds_table(
-    categories: dict[str, Sequence[Task]],
+    categories: Mapping[str, Sequence[Task]],
     count_tokens: Callable[[str], int],
     token_rates: Sequence[float],
     *,

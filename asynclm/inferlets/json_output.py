@@ -15,8 +15,8 @@ answer is therefore parsed with `strict=False`. A `pattern` bounds a string's le
 that flaw, which is why the default schema uses one.
 
 Run:
-    asynclm inferlet inferlets/json_output.py --arg prompt='Describe a famous scientist.'
-    asynclm inferlet inferlets/json_output.py --arg prompt='Pick a colour.' --arg schema='{
+    asynclm inferlet asynclm/inferlets/json_output.py --arg prompt='Describe a famous scientist.'
+    asynclm inferlet asynclm/inferlets/json_output.py --arg prompt='Pick a colour.' --arg schema='{
         "type": "object", "properties": {"colour": {"enum": ["red", "blue"]}},
         "required": ["colour"]}'
 """
