@@ -14,6 +14,7 @@ go to the model as chat messages (the user's text, the model's answers).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from asynclm.agent.messages import AssistantMessage, TextPart, UserMessage
 from asynclm.agent.result import CallRecord, RunResult, Usage
 from asynclm.agent.spec import RunSpec
 from asynclm.backends.remote.chat import ToolCallRequest, chat_completion, tool_result, tool_spec
+from asynclm.cml.tokens import format_body
 from asynclm.tooling import RunContext, clean_text
 from asynclm.trace import Trace
 
@@ -258,8 +260,9 @@ class ChatRun:
 
     def _record(self, request: ToolCallRequest) -> CallRecord:
         now = self.trace.now()
-        body = f"{request.name}({request.raw_arguments})"
-        record = CallRecord(request.id, request.name, request.arguments, body, dispatched_at=now)
+        record = CallRecord(
+            request.id, request.name, request.arguments, _body(request), dispatched_at=now
+        )
         error = request.error
         if error is None and request.name not in self.spec.tools:
             error = (
@@ -322,3 +325,12 @@ def _chat_history(history: Sequence[UserMessage | AssistantMessage]) -> list[dic
         else {"role": "assistant", "content": m.answer}
         for m in history
     ]
+
+
+def _body(request: ToolCallRequest) -> str:
+    """The call as a CML call body, `f(x=1)`, as a local run records it; the server's raw text
+    where it is not a valid call (bad JSON, a name or key that is not an identifier)."""
+    if request.error is None:
+        with contextlib.suppress(ValueError):
+            return format_body(request.name, request.arguments)
+    return f"{request.name}({request.raw_arguments})"

@@ -57,7 +57,7 @@ def _mode_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "generated_tokens_median": statistics.median(r["generated_tokens"] for r in rows),
         "injected_tokens_median": statistics.median(r["injected_tokens"] for r in rows),
         "interrupts_mean": statistics.fmean(r["interrupts"] for r in rows),
-        "ideal_s_median": statistics.median(r["ideal_s"] for r in rows),
+        "ideal_s_median": _median(r["ideal_s"] for r in rows if r.get("ideal_s")),
     }
 
 
@@ -71,11 +71,14 @@ def task_ratios(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         sync = runs.get("sync")
         if sync is None:
             continue
-        ideal = sync["ideal_s"]
-        item: dict[str, Any] = {"id": task_id, "best_possible": sync["latency_s"] / ideal}
+        ideal = sync.get("ideal_s")  # None where a run's speeds could not be measured
+        item: dict[str, Any] = {"id": task_id}
+        if ideal:
+            item["best_possible"] = sync["latency_s"] / ideal
         for mode, run in runs.items():
             item[f"speedup_{mode}"] = sync["latency_s"] / run["latency_s"]
-            item[f"over_ideal_{mode}"] = run["latency_s"] / ideal
+            if ideal:
+                item[f"over_ideal_{mode}"] = run["latency_s"] / ideal
             if run.get("ideal_at_measured_s"):
                 item[f"over_measured_ideal_{mode}"] = run["latency_s"] / run["ideal_at_measured_s"]
         out.append(item)

@@ -276,6 +276,9 @@ class Runner:
             [len(encode(call_block(c), special=True)) for c in chain] for chain in task.chains
         ]
         measured = _measured_speeds(result.timeline)
+        if self.settings.model != ORACLE and measured == (0.0, 0.0):
+            # no token stream to time (a chat server's tool calling): no bound to compare with
+            return dict.fromkeys(("ideal_s", "ideal_at_measured_s", "t_token_s", "prefill_s"))
         if self.oracle is not None:
             answer = len(encode(self.oracle.answer()))
         else:

@@ -100,13 +100,22 @@ def format_call(call_id: str, name: str, args: dict[str, Any]) -> str:
     """
     if not is_identifier(call_id):
         raise ValueError(f"invalid call id {call_id!r}")
+    return f"{CALL} {call_id} {HEAD} {format_body(name, args)} {END}"
+
+
+def format_body(name: str, args: dict[str, Any]) -> str:
+    """Writes a call's body, keyword style: `f(x=1, y='a')` (what a call block holds).
+
+    Raises:
+        ValueError: If the name, an argument name or a value is not valid.
+    """
     if not is_dotted_name(name):
         raise ValueError(f"invalid tool name {name!r}")
     for key in args:
         if not is_identifier(key):
             raise ValueError(f"invalid argument name {key!r}")
     rendered = ", ".join(f"{key}={format_value(value)}" for key, value in args.items())
-    return f"{CALL} {call_id} {HEAD} {name}({rendered}) {END}"
+    return f"{name}({rendered})"
 
 
 def format_trap() -> str:

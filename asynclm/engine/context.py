@@ -29,6 +29,7 @@ from asynclm.engine.scheduler import Scheduler
 from asynclm.engine.scope import Scope
 from asynclm.engine.sequence import Sequence
 from asynclm.engine.tokenizer import Tokenizer
+from asynclm.engine.turns import ChatTurns
 
 _seeds = itertools.count()
 
@@ -50,7 +51,7 @@ class ContextHost(Protocol):
     def config(self) -> ModelConfig: ...
 
 
-class Context:
+class Context(ChatTurns):
     """A live token sequence on an engine. Create with `engine.context()`.
 
     The context keeps its engine to itself: code handed a context (an inferlet, a tool) reaches
@@ -161,24 +162,6 @@ class Context:
         self._check_tokens(tokens, positions)
         self._pending += tokens
         self._pending_pos += list(positions)
-
-    def system(self, text: str) -> None:
-        self._role("system", text)
-
-    def user(self, text: str) -> None:
-        self._role("user", text)
-
-    def assistant(self, text: str | None = None) -> None:
-        """A whole assistant turn, or (with no text) the opening of one to generate into."""
-        if text is None:
-            self.append(self.tokenizer.chat.generation_prompt, special=True)
-        else:
-            self._role("assistant", text)
-
-    def _role(self, role: str, text: str) -> None:
-        """A turn: the template's pieces with special tokens, the text as plain text."""
-        for piece, special in self.tokenizer.chat.turn(role, text, opening=not self.num_tokens):
-            self.append(piece, special=special)
 
     async def flush(self) -> None:
         """Compute the K/V of everything pending."""

@@ -18,6 +18,7 @@ from asynclm.engine.context import ContextClosedError
 from asynclm.engine.generation import GenerationResult, Step
 from asynclm.engine.sampling import Sampler
 from asynclm.engine.tokenizer import Tokenizer
+from asynclm.engine.turns import ChatTurns
 from asynclm.inferlet.channel import Channel
 
 __all__ = ["RemoteContext", "RemoteGeneration", "RemoteGrammar", "RemoteRuntime"]
@@ -85,7 +86,7 @@ class RemoteRuntime:
         return int(self._channel.call("usage")["pages_in_use"])
 
 
-class RemoteContext:
+class RemoteContext(ChatTurns):
     """A context on the engine, seen from the inferlet's process (see `Context`)."""
 
     def __init__(self, channel: Channel, tokenizer: Tokenizer, handle: int) -> None:
@@ -161,24 +162,6 @@ class RemoteContext:
             else _plain_list(content)
         )
         self._call("append", tokens=tokens, positions=_plain_list(positions))
-
-    def system(self, text: str) -> None:
-        self._role("system", text)
-
-    def user(self, text: str) -> None:
-        self._role("user", text)
-
-    def assistant(self, text: str | None = None) -> None:
-        """A whole assistant turn, or (with no text) the opening of one to generate into."""
-        if text is None:
-            self.append(self._tokenizer.chat.generation_prompt, special=True)
-        else:
-            self._role("assistant", text)
-
-    def _role(self, role: str, text: str) -> None:
-        opening = not self.num_tokens
-        for piece, special in self._tokenizer.chat.turn(role, text, opening=opening):
-            self.append(piece, special=special)
 
     async def flush(self) -> None:
         """Compute the K/V of everything pending."""

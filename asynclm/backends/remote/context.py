@@ -17,13 +17,14 @@ from asynclm.backends.remote.generation import RemoteGeneration
 from asynclm.backends.remote.links import ServerLink
 from asynclm.engine.sampling import Sampler
 from asynclm.engine.tokenizer import Tokenizer
+from asynclm.engine.turns import ChatTurns
 
 
 class ContextClosedError(RuntimeError):
     """The context was released."""
 
 
-class RemoteContext:
+class RemoteContext(ChatTurns):
     """A token sequence generated on a remote server. Create with `backend.context()`."""
 
     def __init__(self, backend: ServerLink, task_group: TaskGroup) -> None:
@@ -73,24 +74,6 @@ class RemoteContext:
         self._tokens += tokens
         if self._generation is not None and tokens:
             self._generation.interrupted()
-
-    def system(self, text: str) -> None:
-        self._role("system", text)
-
-    def user(self, text: str) -> None:
-        self._role("user", text)
-
-    def assistant(self, text: str | None = None) -> None:
-        """A whole assistant turn, or (with no text) the opening of one to generate into."""
-        if text is None:
-            self.append(self.tokenizer.chat.generation_prompt, special=True)
-        else:
-            self._role("assistant", text)
-
-    def _role(self, role: str, text: str) -> None:
-        """A turn: the template's pieces with special tokens, the text as plain text."""
-        for piece, special in self.tokenizer.chat.turn(role, text, opening=not self._tokens):
-            self.append(piece, special=special)
 
     async def flush(self) -> None:
         """Nothing to compute ahead: the server prefills at the next request."""
