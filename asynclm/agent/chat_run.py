@@ -15,7 +15,6 @@ go to the model as chat messages (the user's text, the model's answers).
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +22,14 @@ import anyio
 
 from asynclm.agent.dispatch import interrupt_value, run_call, short
 from asynclm.agent.errors import RunStateError, single_error
-from asynclm.agent.events import AgentEvent, CallDispatched, CallFinished, TextDelta
-from asynclm.agent.hooks import RunInfo, new_run_id
+from asynclm.agent.events import CallDispatched, CallFinished, TextDelta
 from asynclm.agent.messages import AssistantMessage, TextPart, UserMessage
-from asynclm.agent.result import CallRecord, RunResult, Usage
+from asynclm.agent.result import CallRecord, RunResult
+from asynclm.agent.run_base import RunBase
 from asynclm.agent.spec import RunSpec
 from asynclm.backends.remote.chat import ToolCallRequest, chat_completion, tool_result, tool_spec
 from asynclm.cml.tokens import format_body
 from asynclm.tooling import RunContext, clean_text
-from asynclm.trace import Trace
 
 if TYPE_CHECKING:
     from asynclm.backends.remote import RemoteBackend
@@ -39,7 +37,7 @@ if TYPE_CHECKING:
 MAX_TURNS = 32
 
 
-class ChatRun:
+class ChatRun(RunBase):
     """A run whose model calls tools through the OpenAI chat API.
 
     Args:
@@ -66,24 +64,9 @@ class ChatRun:
         history: Sequence[UserMessage | AssistantMessage] = (),
     ) -> None:
         _check_chat_run(spec, prompt)
-        self.spec = spec
+        super().__init__(spec, prompt, history, "agent-chat")
         self.backend = backend
-        self.prompt = clean_text(prompt)
         self.deps = deps
-        self.history = tuple(history)
-        self.mode = spec.mode.name
-        self.info = RunInfo(
-            new_run_id(),
-            spec.agent_name,
-            spec.model_name,
-            self.mode,
-            self.prompt,
-            tuple(spec.tools),
-        )
-        self.trace = Trace(f"agent-chat-{self.mode}")
-        self.usage = Usage()
-        self.calls: list[CallRecord] = []
-        self.errors: list[str] = []
         self.output = ""
         self._messages: list[dict[str, Any]] = [
             *([{"role": "system", "content": system}] if system else []),
@@ -91,18 +74,8 @@ class ChatRun:
             {"role": "user", "content": self.prompt},
         ]
         self._tools = [tool_spec(t.name, t.description, t.parameters) for t in spec.tools.values()]
-        self._events_send, self._events = anyio.create_memory_object_stream[AgentEvent](math.inf)
         self._result: RunResult[Any] | None = None
         self._finished = False
-
-    def __aiter__(self) -> ChatRun:
-        return self
-
-    async def __anext__(self) -> AgentEvent:
-        try:
-            return await self._events.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
     async def interrupt(self, text: str) -> None:
         """Add a user message; it goes to the model with the next request.
@@ -169,7 +142,7 @@ class ChatRun:
             raise error from exc
         finally:
             self._finished = True
-            self._events_send.close()
+            self._end_events()
         self.spec.hooks.run_end(self.info, self._result)
         return self._result
 
@@ -294,10 +267,6 @@ class ChatRun:
                 record.id, record.name, record.ok, interrupt_value(record), self.trace.now()
             )
         )
-
-    def _emit(self, event: AgentEvent) -> None:
-        self._events_send.send_nowait(event)
-        self.spec.hooks.event(self.info, event)
 
 
 def _check_chat_run(spec: RunSpec, prompt: object) -> None:

@@ -14,7 +14,6 @@ is one exception, never a group.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -35,24 +34,22 @@ from asynclm.agent.calls import (
 from asynclm.agent.dispatch import CallRejected, interrupt_value, resolve_call, short
 from asynclm.agent.errors import RunStateError, single_error
 from asynclm.agent.events import (
-    AgentEvent,
     CallDispatched,
     InterruptInjected,
     OutputRetry,
     TextDelta,
 )
-from asynclm.agent.hooks import RunInfo, new_run_id
 from asynclm.agent.messages import AssistantMessage, UserMessage
 from asynclm.agent.outcome import RunRecord, make_result
 from asynclm.agent.output import OutputInvalid, OutputSpec, OutputT, starts_answer
-from asynclm.agent.result import CANCELLED, CallRecord, RunResult, Usage
+from asynclm.agent.result import CANCELLED, CallRecord, RunResult
+from asynclm.agent.run_base import RunBase
 from asynclm.agent.spec import RunSpec
 from asynclm.backends.protocol import BackendContext, ContextWindowError
 from asynclm.cml.ids import CallIds
 from asynclm.cml.parser import Call, CMLParser, Malformed, Text, Trap
 from asynclm.cml.tokens import format_interrupt, interrupt_pieces
 from asynclm.tooling import clean_text
-from asynclm.trace import Trace
 
 __all__ = ["AgentRun", "stream"]
 
@@ -60,7 +57,7 @@ _PAUSES = ("call", "trap")  # why generation stopped to wait, besides ending
 _ANSWER = "answer"  # the model started a structured answer
 
 
-class AgentRun(Generic[OutputT]):
+class AgentRun(RunBase, Generic[OutputT]):
     """A run in progress. Iterate it for events; `await interrupt(text)` to add a message.
 
     Args:
@@ -88,25 +85,9 @@ class AgentRun(Generic[OutputT]):
         if not isinstance(prompt, str):
             raise TypeError(f"the prompt must be a string, got {type(prompt).__name__}")
         self._constraint = spec.make_constraint()  # before the clock starts (grammars compile)
-        self.spec = spec
-        self.prompt = clean_text(prompt)
-        self.history = tuple(history)
-        self.mode = spec.mode.name
-        self.info = RunInfo(
-            new_run_id(),
-            spec.agent_name,
-            spec.model_name,
-            self.mode,
-            self.prompt,
-            tuple(spec.tools),
-        )
-        self.trace = Trace(f"agent-{self.mode}")
-        self.usage = Usage()
-        self.calls: list[CallRecord] = []
+        super().__init__(spec, prompt, history, "agent")
         self.transcript = ""
-        self.errors: list[str] = []
         self.first_token_at: float | None = None
-        self._events_send, self._events = anyio.create_memory_object_stream[AgentEvent](math.inf)
         self._approvals = Approvals()
         env = CallEnv(deps, self.prompt, self._approvals, approver)
         self._tracker = CallTracker(
@@ -153,15 +134,6 @@ class AgentRun(Generic[OutputT]):
             RunStateError: No call with this id waits for approval.
         """
         self._approvals.decide(call_id, Decision(False, clean_text(reason)))
-
-    def __aiter__(self) -> AgentRun[OutputT]:
-        return self
-
-    async def __anext__(self) -> AgentEvent:
-        try:
-            return await self._events.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
 
     @property
     def done(self) -> bool:
@@ -461,19 +433,12 @@ class AgentRun(Generic[OutputT]):
         return True
 
     # ---- helpers -----------------------------------------------------------------------------
-    def _emit(self, event: AgentEvent) -> None:
-        try:
-            self._events_send.send_nowait(event)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            return  # the run is over (e.g. progress from an abandoned thread)
-        self.spec.hooks.event(self.info, event)
-
     def _close(self) -> None:
         now = self.trace.now()
         for record in self._tracker.unfinished():  # cut off by the end of the run
             if record.finished_at is None:
                 record.error, record.finished_at = record.error or CANCELLED, now
-        self._events_send.close()
+        self._end_events()
         self._tracker.close()
 
     def _make_result(self, reason: str) -> RunResult[OutputT]:
