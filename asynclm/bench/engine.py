@@ -12,6 +12,8 @@ Measured (medians over --reps runs, both sides on the same threads):
 - the share of a decode step spent outside the model's forward (`step_overhead_fraction`:
   scheduling, sampling, the hand-over to the forward thread);
 - the CPU (`cpu.model`, `cpu.flags`) and the kernels chosen on it at load.
+- transformers in bf16 (prefill and decode), where bf16 matrix products beat fp32 on this CPU
+  (measured at start: AMX / AVX-512 BF16 machines), or with `--transformers-bf16 on`;
 `--weights int8,bf16` adds, per approximate weight format, its decode and prefill speed beside
 its quality change on real text (max logit difference, greedy agreement with the exact weights).
 """
@@ -44,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--no-llamacpp", action="store_true", help="skip the llama.cpp columns even if importable"
+    )
+    p.add_argument(
+        "--transformers-bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also time transformers in bf16; auto: where bf16 products beat fp32 here",
     )
     p.add_argument("--json", default=None, help="write the figures here")
 
@@ -86,6 +94,33 @@ async def engine_generate(
         for i in range(len(prompts)):
             tg.start_soon(one, i)
     return time.perf_counter() - t0, outputs
+
+
+def bf16_is_fast(rows: int = 256, reps: int = 5) -> bool:
+    """Whether a bf16 matrix product beats fp32 on this CPU (a short measurement, the default
+    model's MLP shape): true on machines with AMX or AVX-512 BF16, false where bf16 is emulated."""
+    x, w = torch.randn(rows, 576), torch.randn(1536, 576)
+
+    def best(dtype: torch.dtype) -> float:
+        a, b = x.to(dtype), w.to(dtype)
+        torch.nn.functional.linear(a, b)  # warm up
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.nn.functional.linear(a, b)
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return best(torch.bfloat16) < best(torch.float32)
+
+
+def _bf16_peer(args: argparse.Namespace, model: Any) -> Any:
+    """transformers in bf16 (a copy of the fp32 model), when asked or where bf16 is fast."""
+    if args.transformers_bf16 == "off" or (args.transformers_bf16 == "auto" and not bf16_is_fast()):
+        return None
+    import copy
+
+    return copy.deepcopy(model).to(torch.bfloat16)
 
 
 def _median_pair(run_ours, run_ref, reps: int) -> tuple[float, float, Any, Any]:
@@ -136,12 +171,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "native_ops": engine.model.ops.native,
     }
     peers = _llamacpp_peers(args)
+    bf16 = _bf16_peer(args, model)
+    results["transformers_bf16"] = bf16 is not None
+    if bf16 is not None:
+        hf_generate(bf16, _prompts(8, 1), 2)  # warm up
     rows: list[tuple[str, ...]] = []
     for n in args.prefill:
         p = _prompts(n, 1, seed=n)
         t_ours, t_ref, _, _ = _median_pair(lambda p=p: ours(p, 1), lambda p=p: ref(p, 1), args.reps)
         entry = {"engine_s": t_ours, "transformers_s": t_ref, "speedup": t_ref / t_ours}
         cells = []
+        if bf16 is not None:
+            t_bf = statistics.median(hf_generate(bf16, p, 1)[0] for _ in range(args.reps))
+            entry["transformers_bf16_s"] = t_bf
+            entry["speedup_vs_transformers_bf16"] = t_bf / t_ours
+            cells.append(f"{t_bf:.3f} s ({t_bf / t_ours:.2f}x)")
         for fmt, peer in peers.items():
             t_cpp = statistics.median(peer.prefill(p[0]) for _ in range(args.reps))
             entry[f"llamacpp_{fmt}_s"] = t_cpp
@@ -172,6 +216,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "engine_weight_mb_per_token": engine.model.decode_bytes() / 1e6,
     }
     cells = []
+    if bf16 is not None:
+        t_bf = statistics.median(hf_generate(bf16, p1, new)[0] for _ in range(args.reps))
+        results["decode_batch1"]["transformers_bf16_tok_s"] = new / t_bf
+        results["decode_batch1"]["speedup_vs_transformers_bf16"] = t_bf / t_ours
+        cells.append(f"{new / t_bf:.1f} ({t_bf / t_ours:.2f}x)")
     for fmt, peer in peers.items():
         t_cpp = statistics.median(peer.decode(p1[0], new)[0] for _ in range(args.reps))
         results["decode_batch1"][f"llamacpp_{fmt}_tok_s"] = new / t_cpp
@@ -206,7 +255,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"{agg_ours:.1f}",
             f"{agg_ref:.1f}",
             f"{agg_ours / agg_ref:.2f}x",
-            *("–" for _ in peers),
+            *("–" for _ in range(len(peers) + (bf16 is not None))),
         )
     )
     agreement = _agreement([*g_ours, *b_ours], [*g_ref, *b_ref])
@@ -218,6 +267,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for peer in peers.values():
         peer.close()
     header: tuple[str, ...] = ("measure", "asynclm", "transformers", "speedup")
+    header += ("transformers bf16 (ours/theirs)",) if bf16 is not None else ()
     header += tuple(f"llama.cpp {fmt} (ours/theirs)" for fmt in peers)
     print(table([r + ("",) * (len(header) - len(r)) for r in rows], header))
     _print_notes(results, agreement)
