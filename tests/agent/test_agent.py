@@ -57,9 +57,21 @@ async def test_every_mode_runs_the_calls_and_answers(mode: str) -> None:
 
 
 async def test_async_calls_overlap_each_other_and_generation() -> None:
-    slow = sleeper("slow", 0.2)
+    second_started = anyio.Event()
+
+    @tool
+    async def slow(x: int = 0) -> int:
+        """Call 1 ends only once call 2 has started: they must run at once (on any load)."""
+        if x == 2:
+            second_started.set()
+        else:
+            with anyio.fail_after(10):
+                await second_started.wait()
+        return x
+
     result = await Agent([slow], model=engine_for(*TWO_CALLS)).run("go")
     a, b = result.calls
+    assert a.ok and b.ok, (a.error, b.error)
     assert b.started_at < a.finished_at  # both ran at once
     assert a.finished_at > b.dispatched_at  # the model went on writing while a ran
 
