@@ -257,3 +257,16 @@ async def test_an_agent_run_holds_only_the_templates_special_tokens(where: str) 
     assert tokens.count(end) <= 3  # system's and user's ends, and the model's own end of turn
     if where != "docstring":  # (a docstring's first paragraph only is shown)
         assert INJECTION in tok.decode(tokens)  # the text is there, as text
+
+
+@SETTINGS
+@given(ids=st.lists(st.integers(0, 49_151), max_size=16), special=st.booleans())
+def test_decoding_through_the_backend_matches_transformers(
+    tokenizer: Tokenizer, ids: list[int], special: bool
+) -> None:
+    if special:  # added (control) tokens mixed in
+        ids = ids + sorted(special_ids(tokenizer))[: len(ids) % 5]
+    expected = tokenizer.hf.decode(
+        ids, skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
+    assert tokenizer.decode(ids) == expected
