@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
-from asynclm.engine.sampling import Sampler, ban_tokens
+from asynclm.engine.sampling import Sampler, ban_tokens, greedy_token
 
 LOGITS = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0, -1.0])
 
@@ -62,3 +64,16 @@ def test_ban_tokens_masks_logits() -> None:
 def test_invalid_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         Sampler(**kwargs)
+
+
+@given(
+    values=st.lists(
+        st.sampled_from([0.0, 1.0, -1.0, 2.5, float("inf"), float("-inf"), float("nan")]),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_greedy_picks_what_torch_argmax_picks(values: list[float]) -> None:
+    logits = torch.tensor(values, dtype=torch.float32)
+    assert greedy_token(logits) == int(torch.argmax(logits))
+    assert greedy_token(logits.to(torch.bfloat16)) == int(torch.argmax(logits.to(torch.bfloat16)))
