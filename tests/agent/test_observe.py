@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import anyio
 import pytest
 
 from asynclm.agent import (
@@ -15,6 +16,7 @@ from asynclm.agent import (
     RunInfo,
     RunResult,
     TrapStarted,
+    tool,
 )
 from tests.agent.scripts import engine_for, sleeper
 
@@ -52,14 +54,37 @@ class Recorder(RunHooks):
         self.seen.append("trap")
 
 
+class TrapGate(RunHooks):
+    """Opens when the model traps: a tool held by it is pending at the trap on any load."""
+
+    def __init__(self) -> None:
+        self.trapped = anyio.Event()
+
+    def on_trap_start(self, run: RunInfo, event: TrapStarted) -> None:
+        self.trapped.set()
+
+
+def held_until_trap(gate: TrapGate):
+    @tool
+    async def slow(x: int = 0) -> str:
+        """Returns once the model has trapped."""
+        with anyio.fail_after(10):
+            await gate.trapped.wait()
+        return "ok"
+
+    return slow
+
+
 class Broken(RunHooks):
     def on_run_start(self, run: RunInfo) -> None:
         raise RuntimeError("a hook that fails")
 
 
 async def test_hooks_see_the_lifecycle_in_order_and_a_failing_hook_is_ignored(caplog) -> None:
-    recorder = Recorder()
-    agent = Agent([sleeper("slow", 0.3)], model=engine_for(*SCRIPT), hooks=[Broken(), recorder])
+    recorder, gate = Recorder(), TrapGate()
+    agent = Agent(
+        [held_until_trap(gate)], model=engine_for(*SCRIPT), hooks=[Broken(), recorder, gate]
+    )
     with caplog.at_level(logging.ERROR, logger="asynclm.agent"):
         result = await agent.run("go")
     assert result.output == "done"
@@ -106,10 +131,11 @@ async def test_opentelemetry_spans_follow_the_genai_conventions() -> None:
         raise ValueError("bad")
 
     script = ("[CALL] a [HEAD] slow(x=1) [END]", "[CALL] b [HEAD] broken() [END]", *SCRIPT[2:])
+    gate = TrapGate()
     agent = Agent(
-        [sleeper("slow", 0.3), broken],
+        [held_until_trap(gate), broken],
         model=engine_for(*script),
-        hooks=[otel],
+        hooks=[otel, gate],
         instrument=False,
         name="weather-bot",
     )
