@@ -36,9 +36,9 @@ def weather_tools():
 
 
 # What the shipped adapter is known not to do reliably yet (issue 8 stays open until it does):
-# measured on its held-out evaluation (call_exact_match 0.083, result_use 0.365 over 72 runs).
+# measured on its held-out evaluation (call_exact_match 0.319, result_use 0.280 over 72 runs).
 UNDERTRAINED = pytest.mark.xfail(
-    reason="the shipped adapter (117 steps, 0.24 epoch) does not yet copy every result or match "
+    reason="the shipped adapter (250 steps, 0.53 epoch) does not yet copy every result or match "
     "unseen tools' calls reliably; see docs/FINETUNE.md",
     strict=False,
 )
