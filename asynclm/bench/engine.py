@@ -154,7 +154,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from asynclm.engine.loader import to_transformers
     from asynclm.engine.model import Transformer
 
-    engine = Engine.load(args.model)
+    # the inference core on the model's own weights, as transformers gets them (no adapter)
+    engine = Engine.load(args.model, adapter=None)
     if not isinstance(engine.model, Transformer):
         raise ValueError("the engine benchmark needs a transformer model, not a scripted one")
     model = to_transformers(engine.model)
