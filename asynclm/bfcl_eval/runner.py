@@ -260,7 +260,9 @@ class Runner:
             return fail("ast_decoder:decoder_failed", f"{decoded.malformed} malformed call(s)")
         return check_answer(entry.category, entry.functions, decoded.calls, entry.ground_truth)
 
-    def ideal(self, task: Task, result: Any, latency: Mapping[str, float]) -> dict[str, float]:
+    def ideal(
+        self, task: Task, result: Any, latency: Mapping[str, float]
+    ) -> dict[str, float | None]:
         """The ideal bound of the task's ground-truth call graph at this run's speeds.
 
         ideal = prompt prefill + the optimal single-writer schedule of the expected calls (their
