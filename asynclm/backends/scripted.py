@@ -119,6 +119,12 @@ class ScriptedModel:
     def dtype(self) -> torch.dtype:
         return torch.float32
 
+    @property
+    def paged_decode(self) -> bool:
+        """Single-token steps of any length take the engine's decode path (the model reads its
+        token history straight from the pool, so how attention would lay keys out is moot)."""
+        return True
+
     def resize_vocab(self, size: int) -> None:
         self.config = replace(self.config, vocab_size=size)
 
@@ -131,11 +137,7 @@ class ScriptedModel:
         for row, history in enumerate(histories):
             logits[row, self.next_token(history)] = 1e4
         self.forward_calls += 1
-        delay = self.timing.seconds(int(tokens.numel()), _num_rows(batch)) - (
-            time.perf_counter() - started
-        )
-        if delay > 0:
-            time.sleep(delay)
+        _pace(started + self.timing.seconds(int(tokens.numel()), _num_rows(batch)))
         return logits
 
     def _histories(self, batch: BatchMeta, kv: KVCache) -> list[list[int]]:
@@ -205,6 +207,19 @@ class ScriptedModel:
     @property
     def _eos(self) -> int:
         return self.tokenizer.eos_token_ids[0]
+
+
+_SPIN_S = 0.0015  # the last stretch before a deadline is waited out awake
+
+
+def _pace(deadline: float) -> None:
+    """Return at `deadline` (a `perf_counter` time), not later: a plain sleep wakes up a few
+    hundred microseconds late on a virtual machine, which would slow the simulated model down
+    by a per-step amount of its own. It sleeps until shortly before and spins the rest."""
+    if deadline - time.perf_counter() > _SPIN_S:
+        time.sleep(deadline - time.perf_counter() - _SPIN_S)
+    while time.perf_counter() < deadline:
+        pass
 
 
 def _read(kv: KVCache, slots: Tensor) -> list[int]:

@@ -43,6 +43,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         dest="live_per_category",
         help="BFCL live_* entries per category (0: none)",
     )
+    p.add_argument(
+        "--harness-share",
+        type=float,
+        help="share of the bank's independent-call tasks also written in the BFCL harness's "
+        "style (default 0.5)",
+    )
+    p.add_argument(
+        "--init-adapter",
+        help="start from this trained adapter folder instead of a fresh one (a second stage "
+        "of training, e.g. on new data)",
+    )
     p.add_argument("--eval-tasks", type=int, help="held-out tasks evaluated after training")
     p.add_argument("--seed", type=int)
 
@@ -64,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
         "max_minutes",
         "bank_tasks",
         "live_per_category",
+        "harness_share",
+        "init_adapter",
         "eval_tasks",
         "seed",
     )

@@ -26,6 +26,8 @@ class TrainConfig:
         seed: Seed of the initialisation and the data order.
         threads: torch CPU threads; None measures 1 and all cores on a short forward and takes
             the faster (on a CPU shared with other work, fewer threads can be much faster).
+        init_adapter: Start from this trained adapter folder (its LoRA shape and token rows)
+            instead of a fresh adapter: a second stage of training on new data.
     """
 
     model: str = "smollm2-135m"
@@ -45,6 +47,7 @@ class TrainConfig:
     max_minutes: float | None = None
     seed: int = 0
     threads: int | None = None
+    init_adapter: str | None = None
 
     def __post_init__(self) -> None:
         problems = []

@@ -18,6 +18,7 @@ from typing import Any
 
 from asynclm.finetune.bank import DEFAULT_MIX, bank_tasks
 from asynclm.finetune.bfcl_live import LIVE_CATEGORIES, LiveReport, live_tasks
+from asynclm.finetune.harness_style import harness_variants
 from asynclm.finetune.leakage import Fingerprints, check_no_leakage
 from asynclm.finetune.packing import PackedRow, pack
 from asynclm.finetune.render import Example, Renderer
@@ -37,6 +38,8 @@ class DataConfig:
         token_time: Range of the simulated seconds per token (drawn per task).
         max_tokens: Longest packed row.
         eval_fraction: Share of tasks held out for the evaluation loss.
+        harness_share: Share of the bank's tasks of independent calls that also appear in
+            the BFCL harness's style (`harness_style`): its instructions, results, answers.
         seed: Seed of everything drawn.
     """
 
@@ -47,6 +50,7 @@ class DataConfig:
     token_time: tuple[float, float] = (0.005, 0.030)
     max_tokens: int = 1536
     eval_fraction: float = 0.04
+    harness_share: float = 0.5
     seed: int = 0
 
 
@@ -84,6 +88,7 @@ def build_tasks(
     """The training tasks (bank and live_*), checked against the evaluation data."""
     report = report if report is not None else LiveReport()
     tasks = bank_tasks(cfg.bank_tasks, seed=cfg.seed, mix=cfg.mix)
+    tasks += harness_variants(tasks, cfg.harness_share, seed=cfg.seed)
     tasks += load_live(cfg, report, fingerprints)
     check_no_leakage(tasks, fingerprints)
     return tasks

@@ -104,8 +104,13 @@ def add_cml_embeddings(model: Any, tokenizer: Tokenizer) -> list[int]:
 
 
 def with_lora(model: Any, cfg: TrainConfig, token_ids: Sequence[int]) -> Any:
-    """The model wrapped with a LoRA adapter and trainable CML token rows."""
-    from peft import LoraConfig, get_peft_model
+    """The model wrapped with a LoRA adapter and trainable CML token rows: a fresh one, or the
+    adapter in `cfg.init_adapter` made trainable again (its own LoRA shape is kept)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if cfg.init_adapter is not None:
+        folder = _adapter_folder(cfg.init_adapter, token_ids)
+        return PeftModel.from_pretrained(model, folder, is_trainable=True)
 
     config = LoraConfig(
         r=cfg.lora_r,
@@ -116,6 +121,27 @@ def with_lora(model: Any, cfg: TrainConfig, token_ids: Sequence[int]) -> Any:
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
+
+
+def _adapter_folder(path: str, token_ids: Sequence[int]) -> Path:
+    """A trained adapter folder to start from, checked: it must train the same CML token rows.
+
+    Raises:
+        FileNotFoundError: No adapter there.
+        ValueError: It was trained for other token rows (another tokenizer or base model).
+    """
+    folder = Path(path).expanduser()
+    config = folder / "adapter_config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"no adapter to start from in {folder} (no adapter_config.json)")
+    rows = json.loads(config.read_text()).get("trainable_token_indices") or {}
+    trained = sorted(rows.get("embed_tokens", []) if isinstance(rows, dict) else rows)
+    if trained != sorted(token_ids):
+        raise ValueError(
+            f"the adapter in {folder} trains token rows {trained}, but this model's CML tokens "
+            f"are {sorted(token_ids)}: it was trained for another tokenizer or model"
+        )
+    return folder
 
 
 # ---- batches ----------------------------------------------------------------------------------

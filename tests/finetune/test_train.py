@@ -90,3 +90,50 @@ def test_trained_token_rows_reach_both_tied_embeddings_after_the_merge(tied_mode
     output = merged.model.output.weight[ids].float()
     torch.testing.assert_close(embedding, rows.float(), atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(output, rows.float(), atol=1e-3, rtol=1e-3)
+
+
+def test_a_second_stage_starts_from_the_given_adapter(tmp_path):
+    from asynclm.finetune.config import TrainConfig
+    from asynclm.finetune.train import add_cml_embeddings, load_base, with_lora
+
+    first = tmp_path / "first"
+    args = ["finetune", "--model", "tiny", "--steps", "2", "--lr", "0.05"]
+    assert main([*args, "--out", str(first)]) == 0
+    saved = load_file(str(first / "adapter" / "adapter_model.safetensors"))
+
+    model, tokenizer = load_base("tiny")
+    ids = add_cml_embeddings(model, tokenizer)
+    peft_model = with_lora(
+        model, TrainConfig(model="tiny", init_adapter=str(first / "adapter")), ids
+    )
+    state = peft_model.state_dict()
+    lora_b = [k for k in saved if "lora_B" in k]
+    assert lora_b and any(saved[k].abs().max() > 0 for k in lora_b)  # it did learn something
+    for key in lora_b:  # the second stage starts where the first ended (saved in half precision)
+        (mine,) = [
+            v
+            for k, v in state.items()
+            if k.endswith(key.removesuffix(".weight") + ".default.weight")
+        ]
+        torch.testing.assert_close(mine, saved[key].float())
+    assert any(p.requires_grad for n, p in peft_model.named_parameters() if "lora_" in n)
+
+    second = tmp_path / "second"
+    init = ["--init-adapter", str(first / "adapter")]
+    assert main([*args, "--out", str(second), *init]) == 0
+    assert json.loads((second / "config.json").read_text())["config"]["train"]["init_adapter"]
+
+
+def test_a_second_stage_refuses_a_missing_or_foreign_adapter(tmp_path):
+    from asynclm.finetune.config import TrainConfig
+    from asynclm.finetune.train import add_cml_embeddings, load_base, with_lora
+
+    model, tokenizer = load_base("tiny")
+    ids = add_cml_embeddings(model, tokenizer)
+    with pytest.raises(FileNotFoundError, match="no adapter"):
+        with_lora(model, TrainConfig(model="tiny", init_adapter=str(tmp_path)), ids)
+    (tmp_path / "adapter_config.json").write_text(
+        json.dumps({"trainable_token_indices": {"embed_tokens": [1, 2]}})
+    )
+    with pytest.raises(ValueError, match="another tokenizer or model"):
+        with_lora(model, TrainConfig(model="tiny", init_adapter=str(tmp_path)), ids)

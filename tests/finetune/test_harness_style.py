@@ -1,0 +1,55 @@
+"""Bank tasks restyled as the BFCL harness runs them."""
+
+from random import Random
+
+import pytest
+
+from asynclm.finetune.bank import bank_tasks
+from asynclm.finetune.bfcl_live import HARNESS_INSTRUCTIONS, harness_result
+from asynclm.finetune.harness_style import SOURCE, harness_variants, restylable, restyled
+from asynclm.finetune.task import task_problems
+
+TASKS = bank_tasks(300, seed=3)
+
+
+def test_only_bank_tasks_of_several_independent_successful_calls_are_restyled():
+    chosen = [t for t in TASKS if restylable(t)]
+    assert chosen, "the bank has parallel tasks"
+    for task in TASKS:
+        independent = all(c.ok and not c.after for c in task.calls)
+        expected = task.kind == "parallel" and len(task.calls) > 1 and independent
+        assert restylable(task) == (expected and task.interrupt is None)
+
+
+def test_a_restyled_task_keeps_its_question_tools_and_calls_and_takes_the_harness_look():
+    task = next(t for t in TASKS if restylable(t))
+    new = restyled(task, Random(0))
+    assert new.id == f"{task.id}-harness" and new.source == SOURCE
+    assert (new.prompt, new.tools, new.estimates) == (task.prompt, task.tools, task.estimates)
+    assert [(c.key, c.name, c.arguments) for c in new.calls] == [
+        (c.key, c.name, c.arguments) for c in task.calls
+    ]
+    assert new.instructions == HARNESS_INSTRUCTIONS
+    for call, part in zip(new.calls, new.answer, strict=True):
+        assert call.result == harness_result(call.name, call.arguments)
+        assert call.result in part.text and part.needs == (call.key,)
+    assert task_problems(new) == []
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_the_share_sets_how_many_are_restyled_deterministically(share):
+    eligible = sum(restylable(t) for t in TASKS)
+    variants = harness_variants(TASKS, share, seed=1)
+    assert variants == harness_variants(TASKS, share, seed=1)
+    if share == 0.0:
+        assert variants == []
+    elif share == 1.0:
+        assert len(variants) == eligible
+    else:
+        assert 0 < len(variants) < eligible
+    assert len({v.id for v in variants} | {t.id for t in TASKS}) == len(variants) + len(TASKS)
+
+
+def test_a_share_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="share"):
+        harness_variants(TASKS, 1.5, seed=0)
