@@ -53,3 +53,14 @@ def test_the_share_sets_how_many_are_restyled_deterministically(share):
 def test_a_share_outside_0_1_is_refused():
     with pytest.raises(ValueError, match="share"):
         harness_variants(TASKS, 1.5, seed=0)
+
+
+def test_the_share_and_a_start_adapter_are_run_options():
+    from asynclm.finetune.pipeline import configure
+
+    cfg = configure("long", harness_share=0.25, init_adapter="runs/a/adapter")
+    assert cfg.data.harness_share == 0.25
+    assert cfg.train.init_adapter == "runs/a/adapter"
+    assert configure("long").data.harness_share == 0.5  # the default
+    with pytest.raises(ValueError, match="unknown options"):
+        configure("long", harness=0.2)
