@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--harness-share",
         type=float,
         help="share of the bank's independent-call tasks also written in the BFCL harness's "
-        "style (default 0.5)",
+        "style (default 0: none)",
     )
     p.add_argument(
         "--init-adapter",

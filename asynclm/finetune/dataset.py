@@ -50,7 +50,7 @@ class DataConfig:
     token_time: tuple[float, float] = (0.005, 0.030)
     max_tokens: int = 1536
     eval_fraction: float = 0.04
-    harness_share: float = 0.5
+    harness_share: float = 0.0
     seed: int = 0
 
 
