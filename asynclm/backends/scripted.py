@@ -216,8 +216,9 @@ def _pace(deadline: float) -> None:
     """Return at `deadline` (a `perf_counter` time), not later: a plain sleep wakes up a few
     hundred microseconds late on a virtual machine, which would slow the simulated model down
     by a per-step amount of its own. It sleeps until shortly before and spins the rest."""
-    if deadline - time.perf_counter() > _SPIN_S:
-        time.sleep(deadline - time.perf_counter() - _SPIN_S)
+    asleep = deadline - time.perf_counter() - _SPIN_S
+    if asleep > 0:
+        time.sleep(asleep)
     while time.perf_counter() < deadline:
         pass
 

@@ -69,3 +69,16 @@ def test_every_forward_takes_at_least_its_simulated_time() -> None:
     assert text == "a b c d e f g h"
     assert len(early) >= 8  # the prompt's prefill, then one step per token
     assert min(early) >= 0.0  # paced to the deadline, never shorter
+
+
+def test_pacing_never_sleeps_a_negative_time_near_the_deadline() -> None:
+    """Deadlines at and around the awake stretch's edge, where a second clock read would make
+    the sleep negative: none may fail, none may return early."""
+    import time
+
+    from asynclm.backends import scripted
+
+    for offset in [scripted._SPIN_S + d for d in (-2e-6, -1e-6, 0.0, 1e-6, 2e-6)] * 200:
+        deadline = time.perf_counter() + offset
+        scripted._pace(deadline)
+        assert time.perf_counter() >= deadline
