@@ -27,6 +27,7 @@ from asynclm.bfcl_eval.tasks import (
     Task,
     cheat_sheet,
     latencies,
+    simulated_result,
 )
 from asynclm.trace.schedule import Step, ideal_makespan
 
@@ -100,13 +101,10 @@ class Settings:
 
 
 def short_result(name: str) -> Any:
-    """A simulated function's result: short and stable (`ok #0427`), so that a run measures the
-    calling, not the reading of long results (every mode injects them alike)."""
-    from asynclm.tools.simulated import fnv1a_32
+    """The simulated function `name`'s result (`simulated_result`) as a tool's callable."""
 
     def result(**arguments: Any) -> str:
-        key = name + repr(sorted(arguments.items(), key=lambda item: item[0]))
-        return f"ok #{fnv1a_32(key) % 10000:04d}"
+        return simulated_result(name, arguments)
 
     return result
 

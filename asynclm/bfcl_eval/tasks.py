@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from asynclm.bfcl_eval.checker import category_kind
 from asynclm.bfcl_eval.data import Entry
 from asynclm.bfcl_eval.rules import OPTIONAL, concrete
+from asynclm.tools.simulated import fnv1a_32
 
 __all__ = [
     "INSTRUCTIONS",
@@ -27,6 +29,7 @@ __all__ = [
     "cheat_sheet",
     "make_task",
     "parse_latency",
+    "simulated_result",
 ]
 
 INSTRUCTIONS = (
@@ -34,6 +37,14 @@ INSTRUCTIONS = (
     "with argument values taken from the request; start calls that do not depend on each "
     "other right away. If none of the functions fits the request, make no call and say so."
 )
+
+
+def simulated_result(name: str, arguments: Mapping[str, Any]) -> str:
+    """What a simulated function returns: short and stable (`ok #0427`), so that a run
+    measures the calling, not the reading of long results (every mode injects them alike).
+    Training data that imitates the harness's runs uses the same text."""
+    key = name + repr(sorted(arguments.items(), key=lambda item: item[0]))
+    return f"ok #{fnv1a_32(key) % 10000:04d}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,15 @@ turns, arguments that fail the tool's schema) are skipped and counted.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from random import Random
 from typing import Any, Protocol
 
+from asynclm.bfcl_eval.tasks import INSTRUCTIONS, simulated_result
 from asynclm.finetune.render import tools_for
 from asynclm.finetune.task import AnswerPart, Call, Task, draw_estimate, draw_latency, tool_name
 from asynclm.tooling import CallArgumentError
-from asynclm.tools.simulated import fnv1a_32
 
 LIVE_CATEGORIES = (
     "live_simple",
@@ -33,20 +33,10 @@ SAYS = (
     "The result of {name} is {value}.",
     "Done: {name} gave {value}.",
 )
-# The BFCL harness's agent instructions and its simulated results ("ok #0427"), so that live
-# tasks look like the benchmark's runs. (Local copies until the harness's runner is on main:
-# then imported from asynclm.bfcl_eval.)
-HARNESS_INSTRUCTIONS = (
-    "You are an expert at calling functions. Make the calls that fulfil the user's request, "
-    "with argument values taken from the request; start calls that do not depend on each "
-    "other right away. If none of the functions fits the request, make no call and say so."
-)
-
-
-def harness_result(name: str, arguments: Mapping[str, Any]) -> str:
-    """The harness's simulated result of a call: short and stable."""
-    key = name + repr(sorted(arguments.items(), key=lambda item: item[0]))
-    return f"ok #{fnv1a_32(key) % 10000:04d}"
+# The harness's agent instructions and its simulated results ("ok #0427"), so that live tasks
+# look like the benchmark's runs: imported from it, so the two can never drift apart.
+HARNESS_INSTRUCTIONS = INSTRUCTIONS
+harness_result = simulated_result
 
 
 REFUSALS = (
