@@ -169,6 +169,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu": {"model": cpu.model, "flags": list(cpu.notable_flags), "key": cpu.key},
         "reps": args.reps,
         "kernels": None if engine.kernels is None else engine.kernels.as_dict(),
+        "threads": None if engine.runner.threads is None else engine.runner.threads.as_dict(),
         "native_ops": engine.model.ops.native,
     }
     peers = _llamacpp_peers(args)

@@ -63,6 +63,13 @@ def main(args: argparse.Namespace) -> int:
 
     from asynclm.finetune.pipeline import configure, run, ship
 
+    shape = [o for o in ("lora_r", "lora_alpha", "lora_targets") if getattr(args, o) is not None]
+    if args.init_adapter is not None and shape:
+        flags = ", ".join("--" + o.replace("_", "-") for o in shape)
+        raise SystemExit(
+            f"asynclm finetune: {flags} cannot be combined with --init-adapter: training goes "
+            "on with the starting adapter's own LoRA shape"
+        )
     preset = args.preset or ("tiny" if args.model == "tiny" else "default")
     names = (
         "model",

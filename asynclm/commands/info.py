@@ -37,12 +37,14 @@ def main(args: argparse.Namespace) -> int:
     engine = Engine.load(args.model, args.adapter, weights=args.weights, tune=not args.retune)
     if args.retune:
         engine.kernels = plan_kernels(engine.model, WeightPolicy.parse(args.weights), retune=True)
+        engine.tune_threads(retune=True)
     report = engine.kernels
+    plan = engine.runner.threads
     if report is None:
         print("the model does not run on the CPU: no kernel choices to show")
         return 0
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({**report.as_dict(), "thread_plan": plan and plan.as_dict()}, indent=2))
         return 0
     cpu = report.cpu
     found = problems()
@@ -50,6 +52,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"features: {' '.join(cpu.notable_flags) or '(none notable)'}; machine key {cpu.key}")
     print(f"native kernels: {'in use' if not found else 'off: ' + found[0]}")
     print(f"threads: {report.threads}; weights: {report.weights}")
+    if plan is not None:
+        print(
+            f"threads per forward ({'from the cache' if plan.cached else 'measured'}): "
+            f"{plan.describe()}"
+        )
     measured = f"measured in {report.seconds:.1f} s" if report.seconds else "from the cache"
     print(f"kernel choices ({measured}):")
     for site in report.sites:

@@ -33,12 +33,14 @@ class SequenceBatch:
 
 @dataclass(frozen=True, slots=True)
 class KeyRun:
-    """Contiguous pool slots [lo, hi) holding consecutive keys of a sequence."""
+    """Contiguous pool slots [lo, hi) holding consecutive keys of a sequence, read in place; or
+    (`slots` given) a few short runs' slots gathered into one, so that each costs no call."""
 
     lo: int
     hi: int
-    bias: Tensor | None = None  # [new tokens, hi - lo] additive mask (0 / -inf); None: all visible
+    bias: Tensor | None = None  # [new tokens, keys] additive mask (0 / -inf); None: all visible
     empty: Tensor | None = None  # [new tokens] bool: queries that see no key of this run
+    slots: Tensor | None = None  # [keys] gathered pool slots (then lo, hi are unused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,10 @@ class PagedAttention:
         qg = qg.reshape(1, self.num_kv_heads, groups * n, self.head_dim)  # [1, KVH, G*n, D]
         outs, lses = [], []
         for run in runs:
-            keys, values = kv.view(self.layer, run.lo, run.hi)  # [R, KVH, D] views
+            if run.slots is None:
+                keys, values = kv.view(self.layer, run.lo, run.hi)  # [R, KVH, D] views
+            else:
+                keys, values = kv.gather(self.layer, run.slots)  # short runs: a small copy
             bias = None if run.bias is None else run.bias.repeat(groups, 1)  # [G*n, R]
             out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                 qg,
@@ -129,9 +134,13 @@ class PagedAttention:
                 lse = lse.masked_fill(run.empty.repeat(groups), float("-inf"))
             outs.append(out)
             lses.append(lse)
-        lse = torch.stack(lses)  # [runs, 1, KVH, G*n]
-        weights = torch.softmax(lse, dim=0).unsqueeze(-1)  # each run's share of the total
-        out = (torch.stack(outs) * weights).sum(0)  # [1, KVH, G*n, D]
+        if len(runs) == 2:  # the usual case (a module + the rest): fewest small ops
+            share = torch.sigmoid(lses[0] - lses[1]).unsqueeze(-1)  # the first run's share
+            out = torch.lerp(outs[1], outs[0], share)
+        else:
+            lse = torch.stack(lses)  # [runs, 1, KVH, G*n]
+            weights = torch.softmax(lse, dim=0).unsqueeze(-1)  # each run's share of the total
+            out = (torch.stack(outs) * weights).sum(0)  # [1, KVH, G*n, D]
         out = out.view(self.num_kv_heads, groups, n, self.head_dim).permute(2, 0, 1, 3)
         return out.reshape(n, -1)  # [n, H*D] (head = kv_head * G + g)
 

@@ -3,26 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
+from asynclm.engine import threads
 from asynclm.engine.config import ModelConfig
 from asynclm.engine.context import Context
+from asynclm.engine.cpu import cpu_info
 from asynclm.engine.exports import Exports
 from asynclm.engine.grammar import Grammar, GrammarCompiler
 from asynclm.engine.kernels.check import native_ops
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
 from asynclm.engine.model import EngineModel, Transformer
-from asynclm.engine.pages import PagePool
-from asynclm.engine.policy import BatchPolicy
+from asynclm.engine.pages import PagePool, PageTable
+from asynclm.engine.policy import BatchPolicy, Chunk
+from asynclm.engine.request import ForwardRequest
 from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
 from asynclm.engine.scope import Namespace, Quota, Scope
+from asynclm.engine.sequence import Sequence
+from asynclm.engine.threads import ThreadPlan
 from asynclm.engine.tokenizer import Tokenizer
-from asynclm.engine.tuning import KernelReport, plan_kernels
+from asynclm.engine.tuning import KernelReport, TimingStore, plan_kernels
 from asynclm.engine.weights import WeightPolicy
 
 DEFAULT_KV_BYTES = 1 << 30
@@ -95,6 +100,8 @@ class Engine:
         self.root_scope = Scope()
         self.exports = Exports(self.pool, self.kv, self.root_scope)
         self._grammars: GrammarCompiler | None = None
+        if self.kernels is not None:
+            self.tune_threads()
 
     @classmethod
     def load(
@@ -141,6 +148,48 @@ class Engine:
         self.weights = policy
         self.kernels = plan_kernels(self.model, policy)
         return self.kernels
+
+    def tune_threads(self, *, retune: bool = False, use_cache: bool = True) -> ThreadPlan | None:
+        """Choose the thread count of decode steps and of prefills by timing this model at
+        each candidate count (`asynclm.engine.threads`; cached per machine); the runner uses it
+        from the next forward. None for models that do not run on the CPU."""
+        if not isinstance(self.model, Transformer) or self.model.device.type != "cpu":
+            return None
+        info = cpu_info()
+        counts = threads.candidates(max(torch.get_num_threads(), info.logical_cores))
+        config, weights = self.model.config, self.weights.spec
+        shape = f"{config.num_layers}x{config.hidden_size}x{config.vocab_size}"
+        key = f"threads-v1|{shape}|{weights}|{','.join(map(str, counts))}"
+        store = TimingStore.for_machine(use_cache)
+        self.runner.threads = threads.plan_threads(
+            self._probe, counts, key=key, store=store, retune=retune
+        )
+        return self.runner.threads
+
+    def _probe(self) -> Callable[[threads.Phase], None]:
+        """Runs one forward of a phase on the calling thread: a prefill chunk, or a decode step
+        after it, over a scratch KV pool of their own (the engine's pool is not touched; the
+        same slots are written again each time)."""
+        n, page = threads.PREFILL_TOKENS, 16
+        pages = -(-(n + 1) // page)
+        pool = PagePool(pages, page)
+        kv = KVCache(self.config, pages, page, dtype=self.model.dtype, device=self.model.device)
+        runner = ModelRunner(self.model, kv)
+        seq = Sequence(PageTable(page), Scope())
+        tokens = [t % self.config.vocab_size for t in range(100, 100 + n)]
+        positions = list(range(n))
+        seq.reserve(pool, n)
+        prefill = runner.prepare([Chunk(ForwardRequest(seq, tokens, positions), 0, n, 0)])
+        runner.execute(prefill)
+        seq.commit(tokens, positions)
+        seq.reserve(pool, 1)
+        step = ForwardRequest(seq, tokens[:1], [n])
+        batches = {"prefill": prefill, "decode": runner.prepare([Chunk(step, 0, 1, 0)])}
+
+        def run(phase: threads.Phase) -> None:
+            runner.execute(batches[phase])
+
+        return run
 
     @property
     def device(self) -> torch.device:

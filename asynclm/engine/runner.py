@@ -24,6 +24,7 @@ from asynclm.engine.model import EngineModel
 from asynclm.engine.policy import Chunk
 from asynclm.engine.request import ForwardRequest
 from asynclm.engine.sequence import Sequence
+from asynclm.engine.threads import ThreadPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ class ModelRunner:
         self.device = model.device  # read once: a module's device is a slow attribute lookup
         self._slots: weakref.WeakKeyDictionary[Sequence, _Slots] = weakref.WeakKeyDictionary()
         self._thread = ForwardThread()
+        self.threads: ThreadPlan | None = None  # thread count per phase (measured at load)
 
     def prepare(self, chunks: Seq[Chunk[ForwardRequest]]) -> PreparedBatch:
         """The tensors of a batch whose KV slots are reserved (not yet committed).
@@ -120,6 +122,10 @@ class ModelRunner:
 
     def execute(self, batch: PreparedBatch) -> tuple[Tensor, float]:
         """Run the model: the logits of the wanted rows (on the CPU) and the seconds it took."""
+        if self.threads is not None:  # a decode step may want fewer threads than a prefill
+            wanted = self.threads.threads(decode_only=batch.num_tokens == len(batch.logit_counts))
+            if torch.get_num_threads() != wanted:
+                torch.set_num_threads(wanted)
         t0 = time.perf_counter()
         logits = self.model(batch.tokens, batch.positions, batch.meta, self.kv)
         if logits.device.type != "cpu":

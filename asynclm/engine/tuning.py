@@ -140,7 +140,7 @@ def plan_kernels(
     all_sites = _sites(model.linears())
     wanted = set(all_sites) if sites is None else set(sites)
     selected = {name: modules for name, modules in all_sites.items() if name in wanted}
-    store = _Store(cache_root() / "tuning" / f"{info.key}.json", enabled=use_cache)
+    store = TimingStore(cache_root() / "tuning" / f"{info.key}.json", enabled=use_cache)
     start, measured = time.perf_counter(), False
     reports = []
     for site, modules in selected.items():
@@ -320,13 +320,20 @@ def _announce() -> None:
     )
 
 
-class _Store:
-    """The per-machine JSON file of timings (merged on save; a lost race re-measures later)."""
+class TimingStore:
+    """The per-machine JSON file of timings (merged on save; a lost race re-measures later).
+
+    Entries map a key to `{rows or threads: {name: ms}}`; `for_machine` opens this machine's.
+    """
 
     def __init__(self, path: Path, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
         self.entries = self._read() if enabled else {}
         self.dirty = False
+
+    @classmethod
+    def for_machine(cls, enabled: bool = True) -> TimingStore:
+        return cls(cache_root() / "tuning" / f"{cpu_info().key}.json", enabled)
 
     def get(self, key: str) -> dict[int, dict[str, float]] | None:
         entry = self.entries.get(key)

@@ -110,10 +110,17 @@ async def test_fragmented_pages_attend_exactly(
     assert (ours - hf_logits(twin, tokens)[total:]).abs().max().item() < 1e-4
 
 
-async def test_new_tokens_spanning_separate_runs_attend_exactly(engine: Engine, twin) -> None:
-    """Runs merged by log-sum-exp, with queries that see nothing of a later run."""
+@pytest.mark.parametrize("short_run", [0, None])
+async def test_new_tokens_spanning_separate_runs_attend_exactly(
+    engine: Engine, twin, monkeypatch, short_run
+) -> None:
+    """Runs merged by log-sum-exp, with queries that see nothing of a later run (short runs
+    not gathered); and the same runs gathered into one (the default for short runs)."""
+    from asynclm.engine import batch_layout
     from asynclm.engine.batch_layout import attention_layout
 
+    if short_run is not None:
+        monkeypatch.setattr(batch_layout, "SHORT_RUN", short_run)
     tokens = _tokens(16, seed=9)
     ctx, other = engine.context(), engine.context()
     ctx.append(tokens[:10])  # pages of 4: the third page is half full
@@ -122,5 +129,9 @@ async def test_new_tokens_spanning_separate_runs_attend_exactly(engine: Engine, 
     await other.flush()
     ours = await ctx.forward(tokens[10:])  # 2 tokens fill ctx's page, 4 go to a later page
     _, _, runs = attention_layout(torch.tensor(ctx.slots), 6)
-    assert len(runs) == 2 and runs[1].empty is not None
+    if short_run is not None:
+        assert len(runs) == 2 and runs[1].empty is not None
+    else:  # one gathered run: the slots of both, in order, the causal part masked
+        assert len(runs) == 1 and runs[0].slots is not None
+        assert runs[0].slots.tolist() == ctx.slots and runs[0].empty is None
     assert (ours - hf_logits(twin, tokens)[10:]).abs().max().item() < 1e-4

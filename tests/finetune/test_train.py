@@ -137,3 +137,13 @@ def test_a_second_stage_refuses_a_missing_or_foreign_adapter(tmp_path):
     )
     with pytest.raises(ValueError, match="another tokenizer or model"):
         with_lora(model, TrainConfig(model="tiny", init_adapter=str(tmp_path)), ids)
+
+
+@pytest.mark.parametrize(
+    "option", [["--lora-r", "8"], ["--lora-alpha", "8"], ["--lora-targets", "q_proj"]]
+)
+def test_a_second_stage_refuses_a_new_lora_shape_instead_of_ignoring_it(tmp_path, option):
+    args = ["finetune", "--model", "tiny", "--steps", "1", "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit, match="cannot be combined with --init-adapter"):
+        main([*args, "--init-adapter", str(tmp_path), *option])
+    assert not (tmp_path / "out").exists()  # refused before anything was written

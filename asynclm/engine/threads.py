@@ -1,0 +1,144 @@
+"""How many threads a forward uses: chosen by measurement at load, cached per machine.
+
+A decode step reads every weight once and is bound by memory bandwidth, a prefill chunk by
+arithmetic. On some machines fewer threads than CPUs decode as fast (and leave a core to the
+event loop and the tools), on others every core helps, and SMT siblings can slow both. So the
+engine times the model itself — one prefill chunk and one decode step — at each candidate count
+(1, 2, 4, ... and every CPU torch may use), keeps the fastest per phase (the larger count when
+two are within `TIE` of each other), and caches the timings with the kernel timings of this
+machine. The runner sets the count on its own thread before each forward.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from asynclm.engine.tuning import TimingStore
+
+Phase = Literal["decode", "prefill"]
+TIE = 0.03  # counts this close to the fastest count as fast as it (the larger one is kept)
+PREFILL_TOKENS = 128  # the prefill chunk timed
+_ROUNDS = 3
+_DECODE_STEPS = 4  # decode steps per round (one alone is too short to time)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPlan:
+    """The thread count per phase and what it was chosen from.
+
+    Attributes:
+        decode: Threads of forwards made only of one-token steps.
+        prefill: Threads of every other forward.
+        timings: Phase -> thread count -> milliseconds per forward (fastest round).
+        cached: Read from the machine's cache rather than measured now.
+    """
+
+    decode: int
+    prefill: int
+    timings: dict[str, dict[int, float]]
+    cached: bool = False
+
+    def threads(self, decode_only: bool) -> int:
+        return self.decode if decode_only else self.prefill
+
+    def describe(self) -> str:
+        """e.g. `decode 2 (1: 20.1 ms, 2: 19.3 ms); prefill 2 (1: 310 ms, 2: 170 ms)`."""
+        parts = []
+        for phase in ("decode", "prefill"):
+            times = ", ".join(f"{n}: {ms:.1f} ms" for n, ms in sorted(self.timings[phase].items()))
+            parts.append(f"{phase} {getattr(self, phase)} ({times})")
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "decode": self.decode,
+            "prefill": self.prefill,
+            "timings_ms": {p: {str(n): ms for n, ms in t.items()} for p, t in self.timings.items()},
+            "cached": self.cached,
+        }
+
+
+def candidates(max_threads: int) -> list[int]:
+    """1, 2, 4, ... below `max_threads`, and `max_threads` itself."""
+    if max_threads < 1:
+        raise ValueError(f"max_threads must be >= 1, got {max_threads}")
+    counts, n = [], 1
+    while n < max_threads:
+        counts.append(n)
+        n *= 2
+    return [*counts, max_threads]
+
+
+def fastest(timings: dict[int, float], tie: float = TIE) -> int:
+    """The thread count with the lowest time; of counts within `tie` of it, the largest."""
+    if not timings:
+        raise ValueError("no timings to choose a thread count from")
+    best = min(timings.values())
+    return max(n for n, ms in timings.items() if ms <= best * (1 + tie))
+
+
+def plan_from(timings: dict[str, dict[int, float]], cached: bool = False) -> ThreadPlan:
+    return ThreadPlan(fastest(timings["decode"]), fastest(timings["prefill"]), timings, cached)
+
+
+def measure(
+    run: Callable[[Phase], None], counts: Iterable[int], rounds: int = _ROUNDS
+) -> dict[str, dict[int, float]]:
+    """Milliseconds per forward of each phase at each thread count, on the calling thread.
+
+    `run(phase)` runs one forward of that phase. Counts are interleaved round by round, so a
+    burst of load on the machine hits them alike; each keeps its fastest round. The calling
+    thread's count is restored afterwards.
+    """
+    counts = list(counts)
+    before = torch.get_num_threads()
+    best: dict[str, dict[int, float]] = {"decode": {}, "prefill": {}}
+    try:
+        for n in counts:  # warm up: a new thread team, caches, the kernels' first calls
+            torch.set_num_threads(n)
+            run("prefill")
+            run("decode")
+        for _ in range(rounds):
+            for n in counts:
+                torch.set_num_threads(n)
+                for phase, steps in (("prefill", 1), ("decode", _DECODE_STEPS)):
+                    start = time.perf_counter()
+                    for _ in range(steps):
+                        run(phase)  # type: ignore[arg-type]
+                    ms = (time.perf_counter() - start) / steps * 1e3
+                    best[phase][n] = min(ms, best[phase].get(n, ms))
+    finally:
+        torch.set_num_threads(before)
+    return best
+
+
+def plan_threads(
+    probe: Callable[[], Callable[[Phase], None]],
+    counts: Iterable[int],
+    *,
+    key: str,
+    store: TimingStore,
+    retune: bool = False,
+) -> ThreadPlan:
+    """Read this machine's timings of `key` back, or measure them with the forwards `probe()`
+    sets up (`measure`) and keep them."""
+    counts = list(counts)
+    saved = None if retune else store.get(key)
+    if saved is not None and all(n in saved for n in counts):
+        timings = {p: {n: saved[n][p] for n in counts} for p in ("decode", "prefill")}
+        return plan_from(timings, cached=True)
+    print(
+        "asynclm: measuring the thread counts of this model on this machine (cached afterwards)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    timings = measure(probe(), counts)
+    store.put(key, {n: {p: timings[p][n] for p in timings} for n in counts})
+    store.save()
+    return plan_from(timings)
