@@ -50,6 +50,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "style (default 0: none)",
     )
     p.add_argument(
+        "--mix",
+        type=_mix,
+        help="weights of bank task kinds, e.g. repeated=0.15,parallel=0.2 (others keep the "
+        "preset's)",
+    )
+    p.add_argument(
         "--init-adapter",
         help="start from this trained adapter folder instead of a fresh one (a second stage "
         "of training, e.g. on new data)",
@@ -83,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         "bank_tasks",
         "live_per_category",
         "harness_share",
+        "mix",
         "init_adapter",
         "eval_tasks",
         "seed",
@@ -102,3 +109,17 @@ def main(args: argparse.Namespace) -> int:
     if args.ship:
         print(f"shipped to {ship(out)}")
     return 0
+
+
+def _mix(text: str) -> dict[str, float]:
+    """`kind=weight,...` -> {kind: weight} (kinds are checked when the data are built)."""
+    weights = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, value = part.partition("=")
+        try:
+            weights[kind.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or weights[kind.strip()] < 0:
+            raise argparse.ArgumentTypeError(f"expected kind=weight (weight >= 0), got {part!r}")
+    return weights

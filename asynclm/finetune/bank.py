@@ -40,6 +40,7 @@ DEFAULT_MIX: Mapping[str, float] = {
     "irrelevant": 0.08,
     "error": 0.10,
     "user_interrupt": 0.12,
+    "repeated": 0.0,  # opt-in (`--mix repeated=W`): the default data stay as they were
 }
 INSTRUCTIONS = (
     HARNESS_INSTRUCTIONS,
@@ -229,6 +230,28 @@ class _Builder:
         )
         return phrase, then_fam.verb, first, second, (a_say, b_say)
 
+    def repeated_task(self, s: _Session, index: int, n: int) -> Task:
+        """One tool asked for several values of one argument in one list ("the weather in
+        Paris, Tokyo and London"): one call per value, as BFCL's parallel questions ask."""
+        options = [(f, ask) for f in s.tools for ask in f.asks if _mergeable(ask)]
+        if not options:
+            return self.calls_task(s, "parallel", index, n)
+        fam, ask = self.rng.choice(options)
+        reqs: list[_Request] = []
+        taken: set[str] = set()
+        for _ in range(4 * n):
+            _, args = fam.draw(self.rng, ask)
+            if len(reqs) == n or _identity(fam, args) in taken:
+                continue
+            taken.add(_identity(fam, args))
+            value, say = fam.outcome(self.rng, args)
+            reqs.append(_Request(fam, fam.phrase(ask, args), ask, args, value, say))
+        if len(reqs) < 2:
+            return self.calls_task(s, "parallel", index, n)
+        calls = [self.call(s, f"k{i + 1}", r) for i, r in enumerate(reqs)]
+        answer = [AnswerPart(r.say, (c.key,)) for r, c in zip(reqs, calls, strict=True)]
+        return self.task(s, "repeated", index, compose(self.rng, reqs), calls, answer)
+
     def no_call_task(self, s: _Session, index: int) -> Task:
         question, reply = self.rng.choice(NO_CALL)
         return self.task(s, "no_call", index, question, [], [AnswerPart(reply)])
@@ -391,6 +414,8 @@ def _make(b: _Builder, s: _Session, kind: str, i: int) -> Task:
         return b.calls_task(s, kind, i, 1)
     if kind == "parallel":
         return b.calls_task(s, kind, i, b.rng.randint(2, 4))
+    if kind == "repeated":
+        return b.repeated_task(s, i, b.rng.randint(2, 4))
     if kind == "error":
         return b.calls_task(s, kind, i, b.rng.randint(1, 3), fail=True)
     if kind in ("chain", "multistep"):

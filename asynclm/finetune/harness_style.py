@@ -18,7 +18,7 @@ from random import Random
 from asynclm.finetune.bfcl_live import HARNESS_INSTRUCTIONS, SAYS, harness_result
 from asynclm.finetune.task import AnswerPart, Task
 
-RESTYLED_KINDS = ("parallel",)
+RESTYLED_KINDS = ("parallel", "repeated")
 SOURCE = "bank:harness"
 
 

@@ -61,14 +61,17 @@ PRESETS: dict[str, FinetuneConfig] = {
 
 def configure(preset: str, **overrides: Any) -> FinetuneConfig:
     """A preset with overrides (`steps`, `model`, `lr`, `lora_r`, `init_adapter`, ... for
-    training; `bank_tasks`, `live_per_category`, `harness_share`, `seed` for data;
+    training; `bank_tasks`, `live_per_category`, `harness_share`, `mix` (kind -> weight, merged
+    onto the preset's), `seed` for data;
     `eval_tasks`)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
     train = {k: v for k, v in overrides.items() if k in TrainConfig.__dataclass_fields__}
-    data_keys = ("bank_tasks", "live_per_category", "harness_share")
+    data_keys = ("bank_tasks", "live_per_category", "harness_share", "mix")
     data = {k: v for k, v in overrides.items() if k in data_keys}
+    if "mix" in data:  # weights given are changed, the others kept
+        data["mix"] = {**cfg.data.mix, **data["mix"]}
     if "seed" in overrides:
         data["seed"] = overrides["seed"]
     evaluation = {"tasks": overrides["eval_tasks"]} if "eval_tasks" in overrides else {}

@@ -25,6 +25,7 @@ KINDS = (
     "irrelevant",  # no offered tool fits: say so, call nothing
     "error",  # a call fails; the answer acknowledges it
     "user_interrupt",  # the user adds a request while the model works
+    "repeated",  # one tool, several values of one argument asked in one list
 )
 
 

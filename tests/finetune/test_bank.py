@@ -25,7 +25,7 @@ def test_the_same_seed_gives_the_same_tasks():
 
 def test_tasks_are_sound_and_every_kind_appears(tasks):
     assert all(not task_problems(t) for t in tasks)
-    assert set(Counter(t.kind for t in tasks)) == set(DEFAULT_MIX)
+    assert set(Counter(t.kind for t in tasks)) == {k for k, w in DEFAULT_MIX.items() if w > 0}
 
 
 def test_arguments_fit_the_tool_schemas(tasks):
@@ -103,3 +103,28 @@ def test_held_out_tools_are_never_trained_on():
 def test_unknown_kinds_are_refused():
     with pytest.raises(ValueError, match="unknown task kinds"):
         bank_tasks(3, seed=0, mix={"sing": 1.0})
+
+
+def test_a_zero_weight_kind_changes_nothing_drawn():
+    """`repeated` is opt-in: the default data (and the shipped adapter's recipe) stay as they
+    were before the kind existed."""
+    without = {k: w for k, w in DEFAULT_MIX.items() if k != "repeated"}
+    assert DEFAULT_MIX["repeated"] == 0
+    assert bank_tasks(150, seed=4) == bank_tasks(150, seed=4, mix=without)
+
+
+def test_repeated_tasks_ask_one_tool_for_a_list_and_call_it_once_per_value():
+    tasks = [
+        t
+        for t in bank_tasks(60, seed=5, mix={**DEFAULT_MIX, "repeated": 20})
+        if t.kind == "repeated"
+    ]
+    assert len(tasks) > 20
+    for task in tasks:
+        assert not task_problems(task)
+        assert 2 <= len(task.calls) <= 4 and len({c.name for c in task.calls}) == 1
+        (param,) = {k for c in task.calls for k in c.arguments}  # one argument, varied
+        values = [c.arguments[param] for c in task.calls]
+        assert len(set(map(str, values))) == len(values)
+        assert all(str(v) in task.prompt for v in values)  # the list is in the question
+        assert not any(c.after for c in task.calls)  # independent: all ready at once

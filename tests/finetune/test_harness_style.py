@@ -4,12 +4,12 @@ from random import Random
 
 import pytest
 
-from asynclm.finetune.bank import bank_tasks
+from asynclm.finetune.bank import DEFAULT_MIX, bank_tasks
 from asynclm.finetune.bfcl_live import HARNESS_INSTRUCTIONS, harness_result
 from asynclm.finetune.harness_style import SOURCE, harness_variants, restylable, restyled
 from asynclm.finetune.task import task_problems
 
-TASKS = bank_tasks(300, seed=3)
+TASKS = bank_tasks(300, seed=3, mix={**DEFAULT_MIX, "repeated": 0.1})
 
 
 def test_only_bank_tasks_of_several_independent_successful_calls_are_restyled():
@@ -17,7 +17,8 @@ def test_only_bank_tasks_of_several_independent_successful_calls_are_restyled():
     assert chosen, "the bank has parallel tasks"
     for task in TASKS:
         independent = all(c.ok and not c.after for c in task.calls)
-        expected = task.kind == "parallel" and len(task.calls) > 1 and independent
+        several = task.kind in ("parallel", "repeated") and len(task.calls) > 1
+        expected = several and independent
         assert restylable(task) == (expected and task.interrupt is None)
 
 
@@ -64,3 +65,23 @@ def test_the_share_and_a_start_adapter_are_run_options():
     assert configure("long").data.harness_share == 0.0  # the default: off (opt in)
     with pytest.raises(ValueError, match="unknown options"):
         configure("long", harness=0.2)
+
+
+def test_repeated_tasks_are_restyled_too():
+    assert any(restylable(t) for t in TASKS if t.kind == "repeated")
+
+
+def test_mix_weights_given_change_those_kinds_only():
+    from asynclm.finetune.pipeline import PRESETS, configure
+
+    cfg = configure("long", mix={"repeated": 0.15})
+    assert cfg.data.mix == {**PRESETS["long"].data.mix, "repeated": 0.15}
+
+
+@pytest.mark.parametrize("bad", ["repeated", "repeated=x", "repeated=-1"])
+def test_a_bad_mix_option_is_a_clear_error(bad, capsys):
+    from asynclm.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["finetune", "--model", "tiny", "--mix", bad])
+    assert "expected kind=weight" in capsys.readouterr().err
