@@ -135,3 +135,31 @@ async def test_new_tokens_spanning_separate_runs_attend_exactly(
         assert len(runs) == 1 and runs[0].slots is not None
         assert runs[0].slots.tolist() == ctx.slots and runs[0].empty is None
     assert (ours - hf_logits(twin, tokens)[10:]).abs().max().item() < 1e-4
+
+
+def test_short_key_runs_are_gathered_into_one_and_long_ones_stay_in_place() -> None:
+    """A cached module (a long run) + a system prompt, a marker and new tokens (short runs):
+    two attention calls, the short runs' slots in order, their causal bias kept."""
+    from asynclm.engine.batch_layout import SHORT_RUN, attention_layout
+
+    module = list(range(1000, 1000 + SHORT_RUN + 44))
+    slots = [*range(0, 18), *module, *range(300, 305), *range(500, 504)]  # 4 new tokens last
+    n = 4
+    _, _, runs = attention_layout(torch.tensor(slots), n)
+    long, short = runs
+    assert (long.lo, long.hi, long.slots) == (1000, 1000 + len(module), None)
+    assert short.slots is not None
+    assert short.slots.tolist() == [*range(0, 18), *range(300, 305), *range(500, 504)]
+    assert short.bias is not None and short.bias.shape == (n, 27)
+    visible = short.bias == 0  # query i sees every earlier short key and new tokens <= i
+    assert visible[:, :23].all()
+    assert visible[:, 23:].tolist() == [[j <= i for j in range(4)] for i in range(4)]
+    assert short.empty is None  # each query sees at least itself
+
+
+def test_one_short_run_is_left_alone() -> None:
+    from asynclm.engine.batch_layout import SHORT_RUN, attention_layout
+
+    slots = [*range(1000, 1000 + SHORT_RUN), *range(0, 3)]
+    _, _, runs = attention_layout(torch.tensor(slots), 3)
+    assert [(r.lo, r.hi, r.slots) for r in runs] == [(1000, 1000 + SHORT_RUN, None), (0, 3, None)]
