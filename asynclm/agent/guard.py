@@ -18,6 +18,7 @@ from asynclm.engine.tokenizer import Tokenizer
 
 _TEXTS: dict[tuple[str, ...], list[str]] = {}
 _BANNED: dict[tuple[tuple[str, ...], str], list[Tensor]] = {}
+_KEPT_TAILS = 64  # how many tokens a guard can roll back
 
 
 def _vocab_key(tokenizer: Tokenizer) -> tuple[str, ...]:
@@ -61,6 +62,7 @@ class ForgeryGuard:
         self._texts = token_texts(tokenizer)
         self._banned = _banned_sets(tokenizer, marker)
         self._tail = ""
+        self._earlier: list[str] = []  # the tail before each advance, for `rollback`
 
     def mask(self, logits: Tensor) -> None:
         logits.index_fill_(-1, self._banned[0], float("-inf"))
@@ -73,11 +75,24 @@ class ForgeryGuard:
 
     def advance(self, token: int) -> None:
         text = self._texts[token] if token < len(self._texts) else ""
+        self._earlier.append(self._tail)
+        del self._earlier[:-_KEPT_TAILS]
         self._tail = (self._tail + text)[-len(self.marker) :]
+
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Back to the tail before the last `num_tokens` advances (the runtime removed them)."""
+        if not 0 <= num_tokens <= len(self._earlier):
+            raise ValueError(
+                f"cannot roll back {num_tokens} tokens: {len(self._earlier)} are remembered"
+            )
+        if num_tokens:
+            self._tail = self._earlier[-num_tokens]
+            del self._earlier[-num_tokens:]
 
     def reset(self) -> None:
         """Forget the tail (after the runtime injected text)."""
         self._tail = ""
+        self._earlier.clear()
 
     def is_finished(self) -> bool:
         return False
@@ -105,6 +120,14 @@ class AllOf:
             reset = getattr(c, "reset", None)
             if reset is not None:
                 reset()
+
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Un-sample the last tokens in every constraint that can (a user's constraint without
+        `rollback` keeps them in its state)."""
+        for c in self.constraints:
+            rollback = getattr(c, "rollback", None)
+            if rollback is not None:
+                rollback(num_tokens)
 
 
 def _ids(ids: list[int]) -> Tensor:

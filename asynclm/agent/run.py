@@ -213,6 +213,7 @@ class AgentRun(RunBase, Generic[OutputT]):
             if output is not None and not ended and self._accept_written(output):
                 return reason  # the model wrote a valid answer already (e.g. after a preamble)
             ctx.truncate(ctx.num_tokens - 1)  # the turn's end, or an answer's first token
+            self._constraint.rollback(1)  # a grammar that took the turn's end runs on
             if ended:  # the model ended its turn with calls in flight: wait, then go on
                 await self._pause(ctx, tg)
                 continue

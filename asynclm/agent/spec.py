@@ -33,6 +33,10 @@ class RunConstraint(Protocol):
         """Forget what was sampled so far (the runtime injected text after it)."""
         ...
 
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Un-sample the last tokens (the runtime removed them from the context)."""
+        ...
+
 
 ContextFactory = Callable[[str], AbstractAsyncContextManager[BackendContext]]
 """`open_context(prompt)`: a context holding the whole prompt, ready for the assistant's turn

@@ -131,3 +131,6 @@ class ForcedTrace:
 
     def reset(self) -> None:
         pass
+
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Nothing to undo: the next text is computed from the context at every step."""

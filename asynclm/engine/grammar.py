@@ -121,5 +121,9 @@ class GrammarConstraint:
         if not self._matcher.accept_token(token):
             raise GrammarError(f"token {token} is not allowed by the grammar here")
 
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Un-accept the last `num_tokens` tokens (a stop token too: the matcher runs again)."""
+        self._matcher.rollback(num_tokens)
+
     def is_finished(self) -> bool:
         return bool(self._matcher.is_terminated())

@@ -146,3 +146,27 @@ async def test_agents_on_the_real_tiny_transformer(tiny) -> None:
 
 async def _collect(agent: Agent, results: list) -> None:
     results.append(await agent.run("go"))
+
+
+async def test_a_grammar_that_took_the_turns_end_runs_on_after_the_results(tiny) -> None:
+    """The model ends its turn with a call in flight: the runtime removes the end token, waits,
+    injects the result and generates on under the same grammar. The grammar had accepted the
+    end token (it had terminated), so the run must roll it back instead of asking a finished
+    matcher for the next token."""
+    from asynclm.engine.engine import Engine
+    from asynclm.engine.grammar import GrammarConstraint
+
+    engine = Engine.from_loaded(tiny, num_pages=512, page_size=16)
+    # the model's call waits 10-60 ms; it writes nothing else, so its turn ends before the result
+    grammar = engine.grammar(regex=re.escape("[CALL] c0 [HEAD] work(n=6) [END]"))
+    matchers: list[GrammarConstraint] = []
+
+    def constraint(_agent: Agent) -> GrammarConstraint:
+        matchers.append(grammar.matcher())
+        return matchers[-1]
+
+    result = await Agent([work], model=engine, max_tokens=60, constraint=constraint).run("go")
+    assert result.errors == ()
+    assert [(c.name, c.ok) for c in result.calls] == [("work", True)]
+    assert "[INTR] c0 [HEAD]" in result.transcript  # the result came in, then the turn ended
+    assert len(matchers) == 1 and matchers[0].is_finished()

@@ -102,3 +102,6 @@ class AllRemote:
             reset = getattr(constraint, "reset", None)
             if reset is not None:
                 reset()
+
+    def rollback(self, num_tokens: int = 1) -> None:
+        """Nothing to undo: the fields are rebuilt from the prompt at each submission."""
