@@ -140,7 +140,7 @@ def plan_kernels(
     all_sites = _sites(model.linears())
     wanted = set(all_sites) if sites is None else set(sites)
     selected = {name: modules for name, modules in all_sites.items() if name in wanted}
-    store = TimingStore(cache_root() / "tuning" / f"{info.key}.json", enabled=use_cache)
+    store = TimingStore.for_machine(use_cache)
     start, measured = time.perf_counter(), False
     reports = []
     for site, modules in selected.items():
