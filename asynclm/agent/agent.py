@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any, Generic, cast
 import anyio
 
 from asynclm.agent.approval import Approver, deny_all
+from asynclm.agent.call_blocks import CallBlocks
 from asynclm.agent.chat_run import ChatRun
-from asynclm.agent.constrained import turn_grammar
+from asynclm.agent.constrained import Constrained, calls_grammar, constrained_kind, turn_grammar
 from asynclm.agent.guard import AllOf, ForgeryGuard
 from asynclm.agent.handle import RunHandle
 from asynclm.agent.hooks import HookSet, RunHooks
@@ -88,8 +89,8 @@ class Agent(Generic[DepsT, OutputT]):
         toolsets: Sources of tools listed anew for every run (e.g. `MCPServer`s).
         sampler: Decoding (default greedy).
         max_tokens: The most tokens the model may write in one run.
-        max_calls: The most call blocks in one run (see `UsageLimits`); with `constrained`,
-            also the most calls the grammar admits.
+        max_calls: The most call blocks in one run (see `UsageLimits`); with
+            `constrained="turn"`, also the most calls the grammar admits.
         max_seconds: Wall-time limit of one run.
         tool_retries: Failed calls allowed per tool in one run (a tool's own `retries` wins).
         tool_timeout: Seconds before a call is abandoned and reported as an error (a tool's own
@@ -99,8 +100,11 @@ class Agent(Generic[DepsT, OutputT]):
             cap wait for a slot within their own timeout).
         example: Include a worked CML example in the system prompt (helps untuned models).
         constraint: An extra decoding constraint factory (called once per run).
-        constrained: Make the model write its turn through a grammar: call blocks of known
-            tools with well-typed arguments, a trap, then the answer (for untuned models).
+        constrained: Hold the model to a grammar. `"turn"` (or True): its whole turn — call
+            blocks of known tools with well-typed arguments, a trap, then the answer (for
+            untuned models). `"calls"`: only the call blocks it opens — a known tool, each
+            parameter at most once, required ones present, literals of the declared types —
+            while it decides freely when to call, wait and answer (for fine-tuned models).
         hooks: Lifecycle hooks (`RunHooks`), called as runs unfold.
         instrument: OpenTelemetry spans per run and call (default: when `opentelemetry-api`
             is installed).
@@ -138,7 +142,7 @@ class Agent(Generic[DepsT, OutputT]):
         max_tool_threads: int = 16,
         example: bool = True,
         constraint: Callable[[Agent[Any, Any]], Constraint] | None = None,
-        constrained: bool = False,
+        constrained: bool | Constrained | None = False,
         hooks: Sequence[RunHooks] = (),
         instrument: bool | None = None,
         name: str = "agent",
@@ -160,7 +164,7 @@ class Agent(Generic[DepsT, OutputT]):
         self.limits = UsageLimits(max_tokens, max_calls, max_seconds, tool_retries)
         self.max_tokens = max_tokens
         self.tool_timeout = tool_timeout
-        self.constrained = constrained
+        self.constrained: Constrained | None = constrained_kind(constrained)
         self.max_calls = max_calls
         self.output_type = output_type
         self.output = None if output_type is str else OutputSpec.of(output_type, output_retries)
@@ -172,7 +176,7 @@ class Agent(Generic[DepsT, OutputT]):
         self._engine: Engine | None = model if isinstance(model, Engine) else None
         self._extra_constraint = constraint
         self.backend = RemoteBackend(backend) if isinstance(backend, str) else backend
-        _check_backend(self.backend, constrained=constrained, output_type=output_type)
+        _check_backend(self.backend, constrained=self.constrained, output_type=output_type)
         self._threads = ToolThreads(max_tool_threads)
         observers: list[RunHooks] = [LoggingHooks(), *hooks]
         if instrument or (instrument is None and otel_available()):
@@ -246,16 +250,21 @@ class Agent(Generic[DepsT, OutputT]):
 
     def make_constraint(self, tools: Sequence[Tool] | None = None) -> AllOf | AllRemote:
         """A run's decoding constraint: the forgery guard (the model can never write `[INTR]`),
-        plus the turn grammar when `constrained`, plus the agent's own constraint."""
+        plus the turn's or the call blocks' grammar when `constrained`, plus the agent's own
+        constraint."""
         if self.backend is not None:  # request fields: the guard as a logit bias
             extra: list[Any] = [self._extra_constraint(self)] if self._extra_constraint else []
             return AllRemote([self.backend.forgery_guard(), *extra])
         engine = self.engine
         constraints: list[Constraint] = [ForgeryGuard(engine.tokenizer)]
-        if self.constrained:
-            listed = self._tools.values() if tools is None else tools
+        listed = self._tools.values() if tools is None else tools
+        if self.constrained == "turn":
             grammar = turn_grammar(listed, max_calls=self.max_calls)
             constraints.append(engine.grammar(ebnf=grammar).matcher())
+        elif self.constrained == "calls":
+            block = calls_grammar(listed)
+            if block is not None:  # no tools: every call is unknown, the runtime says so
+                constraints.append(CallBlocks(engine.grammar(ebnf=block), engine.tokenizer))
         if self._extra_constraint is not None:
             constraints.append(self._extra_constraint(self))
         return AllOf(constraints)
@@ -540,11 +549,15 @@ def _toolset_list(toolsets: Sequence[Toolset]) -> tuple[Toolset, ...]:
     return tuple(toolsets)
 
 
-def _check_backend(backend: RemoteBackend | None, *, constrained: bool, output_type: type) -> None:
+def _check_backend(
+    backend: RemoteBackend | None, *, constrained: Constrained | None, output_type: type
+) -> None:
     if backend is None:
         return
     if constrained:
-        raise ValueError("constrained=True needs the local engine (a grammar on the logits)")
+        raise ValueError(
+            f"constrained={constrained!r} needs the local engine (a grammar on the logits)"
+        )
     if output_type is not str:
         raise ValueError(
             "output_type needs the local engine (its grammar writes the answer): with a remote "

@@ -16,9 +16,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asynclm.bench.common import machine, write_json
+
+if TYPE_CHECKING:
+    from asynclm.agent.constrained import Constrained
 
 MODES = ("sync", "sync-parallel", "async")
 DEFAULT_CATEGORIES = "parallel,multistep_parallel"
@@ -55,10 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--constrained",
-        choices=("auto", "on", "off"),
+        choices=("auto", "on", "turn", "calls", "off"),
         default="auto",
-        help="hold the model to CML with a grammar (local engine only); auto: on for a local "
-        "model without adapter",
+        help="hold the model to a grammar (local engine only): turn (or on): the whole turn, "
+        "for untuned models; calls: only the call blocks it writes, for tuned ones; auto: turn "
+        "for a local model without adapter, else off",
     )
     p.add_argument("--latency", default="fnv", help="fnv | fixed:SECONDS | uniform:LOW,HIGH")
     p.add_argument("--cheat-sheet", action="store_true", help="ground-truth calls in the prompt")
@@ -86,6 +90,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _constrained(choice: str, untuned: bool) -> Constrained | None:
+    """`--constrained` read as a grammar kind ("turn", "calls") or None."""
+    if choice in ("on", "turn") or (choice == "auto" and untuned):
+        return "turn"
+    return "calls" if choice == "calls" else None
+
+
 def settings_from(args: argparse.Namespace) -> Any:
     from asynclm.bfcl_eval.runner import ORACLE, Settings
     from asynclm.bfcl_eval.tasks import parse_latency
@@ -102,8 +113,8 @@ def settings_from(args: argparse.Namespace) -> Any:
     adapter = resolve_adapter(args.model, args.adapter) if local_model else None
     if adapter is not None and not Path(adapter).is_dir():
         raise ValueError(f"--adapter {adapter}: no such folder")
-    constrained = args.constrained == "on" or (
-        args.constrained == "auto" and local_model and adapter is None and not args.forced_oracle
+    constrained = _constrained(
+        args.constrained, local_model and adapter is None and not args.forced_oracle
     )
     if args.token_rate <= 0 or args.prefill_rate <= 0 or args.max_tokens < 1:
         raise ValueError("--token-rate, --prefill-rate and --max-tokens must be positive")
@@ -298,7 +309,7 @@ def _headline(settings: Any, num_tasks: int) -> str:
         model += f" ({settings.token_rate:g} tok/s, prefill {settings.prefill_rate:g} tok/s)"
     extras = [
         "cheat sheet" if settings.cheat_sheet else "",
-        "constrained" if settings.constrained else "",
+        f"constrained ({settings.constrained})" if settings.constrained else "",
     ]
     extra = ", ".join(e for e in extras if e)
     return (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asynclm.bfcl_eval.checker import category_kind, check_answer
 from asynclm.bfcl_eval.decode import decode_calls
@@ -30,6 +30,9 @@ from asynclm.bfcl_eval.tasks import (
     simulated_result,
 )
 from asynclm.trace.schedule import Step, ideal_makespan
+
+if TYPE_CHECKING:
+    from asynclm.agent.constrained import Constrained
 
 __all__ = ["ORACLE", "Runner", "Settings"]
 
@@ -51,7 +54,8 @@ class Settings:
         forced: The oracle's text forced onto the real model (local or served).
         latency: The simulated tools' latency model.
         cheat_sheet: Put the ground-truth calls in the prompt.
-        constrained: Hold the model to the protocol with a grammar (untuned models).
+        constrained: Hold the model to a grammar: `"turn"` (its whole turn; untuned models) or
+            `"calls"` (only the call blocks it writes; fine-tuned models); None for none.
         max_tokens: The most tokens the model may write in a run (the oracle is not capped).
         token_rate: The oracle's tokens/s.
         prefill_rate: The oracle's prefill tokens/s.
@@ -65,7 +69,7 @@ class Settings:
     forced: bool = False
     latency: LatencyModel = field(default_factory=LatencyModel)
     cheat_sheet: bool = False
-    constrained: bool = False
+    constrained: Constrained | None = None
     max_tokens: int = 256
     token_rate: float = 50.0
     prefill_rate: float = 1000.0
@@ -180,7 +184,7 @@ class Runner:
             mode=mode,  # type: ignore[arg-type]
             system="\n\n".join(filter(None, [INSTRUCTIONS, task.system])),
             max_tokens=ORACLE_MAX_TOKENS if self.oracle else self.settings.max_tokens,
-            constrained=self.settings.constrained and bool(task.entry.functions),
+            constrained=self.settings.constrained if task.entry.functions else None,
             max_calls=CONSTRAINED_MAX_CALLS,
             **place,
         )

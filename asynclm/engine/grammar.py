@@ -127,3 +127,8 @@ class GrammarConstraint:
 
     def is_finished(self) -> bool:
         return bool(self._matcher.is_terminated())
+
+    def is_completed(self) -> bool:
+        """True once the text so far is a whole sentence of the grammar (it may go on, or
+        take a stop token next)."""
+        return bool(self._matcher.is_completed())
