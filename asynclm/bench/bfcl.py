@@ -90,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _constrained(choice: str, untuned: bool) -> Constrained | None:
+def grammar_kind(choice: str, untuned: bool) -> Constrained | None:
     """`--constrained` read as a grammar kind ("turn", "calls") or None."""
     if choice in ("on", "turn") or (choice == "auto" and untuned):
         return "turn"
@@ -113,7 +113,7 @@ def settings_from(args: argparse.Namespace) -> Any:
     adapter = resolve_adapter(args.model, args.adapter) if local_model else None
     if adapter is not None and not Path(adapter).is_dir():
         raise ValueError(f"--adapter {adapter}: no such folder")
-    constrained = _constrained(
+    constrained = grammar_kind(
         args.constrained, local_model and adapter is None and not args.forced_oracle
     )
     if args.token_rate <= 0 or args.prefill_rate <= 0 or args.max_tokens < 1:

@@ -41,8 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--system", default=None, help="instructions before the tool documentation")
     p.add_argument(
         "--constrained",
-        action="store_true",
-        help="hold an untuned model to the protocol with a grammar",
+        nargs="?",
+        const="turn",
+        default=None,
+        choices=("turn", "calls"),
+        help="hold the model to a grammar: turn (the default when given alone): its whole "
+        "turn, for an untuned model; calls: only the call blocks it writes, for a tuned one",
     )
     p.add_argument(
         "--backend",

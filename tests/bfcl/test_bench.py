@@ -79,6 +79,7 @@ def test_other_settings_do_not_mix_with_earlier_records(
         (["--categories", "multi_turn_base"], "execution"),
         (["--adapter", "/nonexistent", "--model", "smollm2-135m"], "no such folder"),
         (["--backend", "openai:http://127.0.0.1:9", "--constrained", "on"], "local engine"),
+        (["--backend", "openai:http://127.0.0.1:9", "--constrained", "calls"], "local engine"),
         (["--backend", "openai:http://127.0.0.1:9"], "--forced-oracle"),  # with --model oracle
         (["--forced-oracle"], "not 'oracle'"),  # the scripted oracle is not a real model
     ],
@@ -124,3 +125,21 @@ def test_accuracies_are_merged_into_a_fine_tuning_runs_metrics(tmp_path: Path) -
         },
         "parallel": {"accuracy": 1.0, "tasks": 2, "sync": {"accuracy": 1.0}},
     }
+
+
+@pytest.mark.parametrize(
+    "choice,untuned,kind",
+    [
+        ("auto", True, "turn"),
+        ("auto", False, None),
+        ("on", False, "turn"),
+        ("turn", False, "turn"),
+        ("calls", False, "calls"),
+        ("calls", True, "calls"),
+        ("off", True, None),
+    ],
+)
+def test_the_constrained_option_names_a_grammar_kind(choice, untuned, kind) -> None:
+    from asynclm.bench.bfcl import grammar_kind
+
+    assert grammar_kind(choice, untuned) == kind
