@@ -44,20 +44,23 @@ UNDERTRAINED = pytest.mark.xfail(
 )
 
 
-def _weather_run(engine, mode):
+def _weather_run(engine, mode, constrained=None):
     from asynclm.agent import Agent
 
     tools, results = weather_tools()
-    agent = Agent(tools, model=engine, mode=mode, max_tokens=160,
+    agent = Agent(tools, model=engine, mode=mode, max_tokens=160, constrained=constrained,
                   system="You are a weather assistant. Look up every city the user names, "
                   "then answer briefly.")  # fmt: skip
     return agent.run_sync("What is the weather in Paris, Tokyo and London right now?"), results
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])
-def test_the_adapter_calls_every_city_unconstrained(engine, mode):
-    result, _ = _weather_run(engine, mode)
-    assert not result.errors  # well-formed CML without a grammar
+@pytest.mark.parametrize("constrained", [None, "calls"])
+def test_the_adapter_calls_every_city(engine, mode, constrained):
+    """Unconstrained: well-formed CML without a grammar. With the call-block grammar (the
+    markers are the adapter's special tokens): the same calls, the turn still the model's."""
+    result, _ = _weather_run(engine, mode, constrained)
+    assert not result.errors
     assert sorted(c.arguments["city"] for c in result.calls) == ["London", "Paris", "Tokyo"]
     assert result.finish_reason == "eos"
     assert result.output  # it answers
