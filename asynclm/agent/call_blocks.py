@@ -34,7 +34,6 @@ class _Step:
     tail: str  # the free text's tail before the token
     matcher: GrammarConstraint | None  # the block's matcher the token went into, if any
     opened: bool = False  # the token completed `[CALL]`
-    closed: bool = False  # the token completed the block
 
 
 class CallBlocks:
@@ -66,8 +65,8 @@ class CallBlocks:
         step = _Step(tail=self._tail, matcher=self._block)
         if self._block is not None:
             self._block.advance(token)
-            if self._block.is_completed():
-                self._block, step.closed = None, True
+            if self._block.is_completed():  # the token was the block's `[END]`
+                self._block = None
         else:
             text = self._texts[token] if token < len(self._texts) else ""
             self._tail = (self._tail + text)[-len(CALL) :]
@@ -88,7 +87,7 @@ class CallBlocks:
             self._tail = step.tail
             if step.opened:
                 self._block = None
-            elif step.matcher is not None:
+            elif step.matcher is not None:  # inside a block, or its `[END]`: reopen it
                 step.matcher.rollback(1)
                 self._block = step.matcher
 
