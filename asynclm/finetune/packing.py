@@ -41,14 +41,20 @@ class PackedRow:
 
     def visible(self, segment: int) -> list[tuple[int, int]]:
         """Index ranges `[a, b)` the segment's tokens see besides their own run (ancestors)."""
-        by_index = {start: i for i, (start, _, _) in enumerate(self.segments)}
-        ranges = []
-        hang = self.segments[segment][2]
-        while hang >= 0:
-            owner = max(s for s in by_index if s <= hang)
-            ranges.append((owner, hang + 1))
-            hang = self.segments[by_index[owner]][2]
-        return ranges
+        return ancestor_ranges(self.segments, segment)
+
+
+def ancestor_ranges(segments: Sequence[Sequence[int]], segment: int) -> list[tuple[int, int]]:
+    """Index ranges `[a, b)` that the tokens of `segments[segment]` see besides their own run:
+    the ancestors' runs, nearest first (each cut where the path leaves it)."""
+    by_start = {int(start): i for i, (start, _, _) in enumerate(segments)}
+    ranges = []
+    hang = int(segments[segment][2])
+    while hang >= 0:
+        owner = max(s for s in by_start if s <= hang)
+        ranges.append((owner, hang + 1))
+        hang = int(segments[by_start[owner]][2])
+    return ranges
 
 
 @dataclass(slots=True)

@@ -25,7 +25,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from asynclm.cml.tokens import MARKERS
 from asynclm.engine.tokenizer import Tokenizer
 from asynclm.finetune.config import TrainConfig
-from asynclm.finetune.packing import IGNORE
+from asynclm.finetune.packing import IGNORE, ancestor_ranges
+from asynclm.finetune.tree_attention import plan as tree_plan
+from asynclm.finetune.tree_attention import use_tree_attention
 
 # ---- the base model --------------------------------------------------------------------------
 
@@ -147,8 +149,9 @@ def _adapter_folder(path: str, token_ids: Sequence[int]) -> Path:
 # ---- batches ----------------------------------------------------------------------------------
 
 
-def collate(rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Pads packed rows and builds their 4D attention mask (each token sees its ancestors)."""
+def collate(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Pads packed rows and lays out who sees whom: the dense 4D attention mask (each token
+    sees its ancestors) and the same as spans for the tree attention (`tree_attention.py`)."""
     length = max(len(r["input_ids"]) for r in rows)
     batch = len(rows)
     input_ids = torch.zeros(batch, length, dtype=torch.long)
@@ -167,21 +170,18 @@ def collate(rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "position_ids": positions,
         "attention_mask": mask,
         "targets": targets,
+        "tree": tree_plan([row["segments"] for row in rows]),
     }
 
 
 def _fill_mask(mask: torch.Tensor, segments: Sequence[Sequence[int]]) -> None:
-    starts = {int(s[0]): i for i, s in enumerate(segments)}
-    for start, end, hang in segments:
-        block = torch.ones(end - start, end - start, dtype=torch.bool).tril()
-        mask[start:end, start:end] = block
-        while hang >= 0:
-            owner = max(s for s in starts if s <= hang)
-            mask[start:end, owner : hang + 1] = True
-            hang = segments[starts[owner]][2]
+    for i, (start, end, _) in enumerate(segments):
+        mask[start:end, start:end] = torch.ones(end - start, end - start, dtype=torch.bool).tril()
+        for a, b in ancestor_ranges(segments, i):
+            mask[start:end, a:b] = True
 
 
-def packed_loss(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+def packed_loss(model: Any, inputs: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the tokens that have a target (logits computed only there)."""
     targets = inputs["targets"]
     keep = (targets != IGNORE).any(0).nonzero().squeeze(-1)
@@ -190,6 +190,7 @@ def packed_loss(model: Any, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tens
         position_ids=inputs["position_ids"],
         attention_mask=inputs["attention_mask"],
         logits_to_keep=keep,
+        tree=inputs.get("tree"),
     )
     logits = out.logits.float()  # [B, K, V]
     picked = targets[:, keep]
@@ -350,13 +351,15 @@ def make_trainer(
     model: Any, cfg: TrainConfig, data: Any, out: Path, resume: bool = False
 ) -> tuple[Trainer, BudgetCallback | None]:
     """A `Trainer` for packed rows (progress bar, eval loss, checkpoints) and, for a run held
-    to `cfg.max_minutes`, the callback that keeps it to its time budget."""
+    to `cfg.max_minutes`, the callback that keeps it to its time budget. The model attends
+    over each row's prefix tree only where tokens see each other (`tree_attention.py`)."""
     clock = out / "checkpoints" / "time_spent.json"
     budget = None
     if cfg.max_minutes is not None:
         budget = TimeBudget(cfg.max_minutes, spent_seconds(clock) if resume else 0.0)
     callback = BudgetCallback(budget, clock) if budget is not None else None
     has_eval = len(data["eval"]) > 0
+    use_tree_attention(model)
     trainer = PackedTrainer(
         model=model,
         args=training_arguments(cfg, out, has_eval),
