@@ -23,6 +23,10 @@ BENCHMARKS = {
     "agent": ("asynclm.bench.agent", "sync vs sync-parallel vs async agent latency"),
     "session": ("asynclm.bench.session", "a conversation's TTFT: session (kept K/V) vs replay"),
     "bfcl": ("asynclm.bench.bfcl", "BFCL accuracy and latency: sync vs sync-parallel vs async"),
+    "heldout": (
+        "asynclm.bench.heldout",
+        "adapters side by side on held-out tasks (tools never seen in training)",
+    ),
     "lora": (
         "asynclm.bench.lora",
         "decode with a LoRA adapter: unmerged on exact blocks vs merged",

@@ -2,8 +2,9 @@
 
 Each held-out task becomes an agent whose tools sleep their call's latency and return the
 task's result (or raise its error) when called with the task's arguments, and answer "no data
-for these arguments" otherwise. The model runs unconstrained (no grammar) in each mode; the run
-is scored by `metrics.score`.
+for these arguments" otherwise. The model runs unconstrained (no grammar) in each mode unless
+`EvalConfig.constrained` names one of the agent's grammars; the run is scored by
+`metrics.score`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -20,6 +21,9 @@ from asynclm.finetune.metrics import RunRecord, Score, canonical, score, summari
 from asynclm.finetune.simulate import MODES, Mode
 from asynclm.finetune.task import USER, Task, tool_name
 from asynclm.tooling import Tool, ToolError
+
+if TYPE_CHECKING:
+    from asynclm.agent.constrained import Constrained
 
 EVAL_MIX = {k: v for k, v in DEFAULT_MIX.items() if k != "user_interrupt"}
 NO_DATA = "no data for these arguments"
@@ -35,6 +39,8 @@ class EvalConfig:
         seed: Seed of the held-out tasks (distinct from training seeds).
         max_tokens: Most tokens the model may write per run.
         latency_scale: Multiplies every tool's sleep (1.0: the task's latencies).
+        constrained: None (the model writes freely: what the targets are measured on), or
+            the agent's grammar to hold it to ("calls": only inside call blocks; "turn").
     """
 
     tasks: int = 12
@@ -42,6 +48,7 @@ class EvalConfig:
     seed: int = 10_000
     max_tokens: int = 200
     latency_scale: float = 1.0
+    constrained: Constrained | None = None
 
 
 def held_out_tasks(cfg: EvalConfig) -> list[Task]:
@@ -94,6 +101,7 @@ async def run_task(engine: Any, task: Task, mode: Mode, cfg: EvalConfig) -> tupl
         system=task.instructions,
         example=task.example,
         max_tokens=cfg.max_tokens,
+        constrained=cfg.constrained,
     )
     await agent.warm()
     result = await agent.run(task.prompt)
