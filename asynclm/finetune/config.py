@@ -21,7 +21,8 @@ class TrainConfig:
         lora_r / lora_alpha / lora_dropout / lora_targets: The LoRA adapter.
         eval_every / save_every: Steps between evaluation losses / checkpoints.
         eval_rows: Packed rows the evaluation loss is measured on (it costs a forward each).
-        precision: "fp32", or "bf16" (autocast; faster on CPUs with AMX and on GPUs).
+        precision: "auto" (bf16 autocast where this machine runs it clearly faster than fp32,
+            by a short measurement; `asynclm.finetune.precision`), "fp32" or "bf16".
         max_minutes: Stop training (saving what was learnt) after this long, if set.
         seed: Seed of the initialisation and the data order.
         threads: torch CPU threads; None measures 1 and all cores on a short forward and takes
@@ -43,7 +44,7 @@ class TrainConfig:
     eval_every: int = 50
     save_every: int = 50
     eval_rows: int = 8
-    precision: str = "fp32"
+    precision: str = "auto"
     max_minutes: float | None = None
     seed: int = 0
     threads: int | None = None
@@ -55,8 +56,8 @@ class TrainConfig:
             problems.append(f"steps must be >= 1, got {self.steps}")
         if self.batch_rows < 1 or self.rows_per_step % self.batch_rows:
             problems.append("rows_per_step must be a positive multiple of batch_rows")
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            problems.append(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.lora_r < 1:
             problems.append(f"lora_r must be >= 1, got {self.lora_r}")
         if problems:

@@ -53,7 +53,10 @@ PRESETS: dict[str, FinetuneConfig] = {
     ),
     "tiny": FinetuneConfig(
         DataConfig(bank_tasks=8, live_per_category=0, max_tokens=1024),
-        TrainConfig(model="tiny", steps=3, rows_per_step=1, eval_every=2, save_every=2),
+        # fp32 on every machine: the test model's figures do not depend on the CPU's kind
+        TrainConfig(
+            model="tiny", steps=3, rows_per_step=1, eval_every=2, save_every=2, precision="fp32"
+        ),
         EvalConfig(tasks=0),
     ),
 }
@@ -180,11 +183,17 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
     from datasets import load_from_disk
 
     from asynclm.finetune import train as T
+    from asynclm.finetune.precision import choose_precision, store_frozen_in_bf16
 
     data = load_from_disk(str(out / "data"))
     data["eval"] = data["eval"].select(range(min(cfg.train.eval_rows, len(data["eval"]))))
     peft_model = T.with_lora(model, cfg.train, token_ids)
-    trainer, budget = T.make_trainer(peft_model, cfg.train, data, out, resume)
+    choice = choose_precision(cfg.train.precision)
+    train_cfg = replace(cfg.train, precision=choice.precision)
+    if choice.precision == "bf16":
+        store_frozen_in_bf16(peft_model)
+    log(f"precision {choice.precision} ({choice.reason})")
+    trainer, budget = T.make_trainer(peft_model, train_cfg, data, out, resume)
     has_checkpoint = resume and any((out / "checkpoints").glob("checkpoint-*"))
     started = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=True if has_checkpoint else None)
@@ -207,6 +216,7 @@ def _train(cfg, model, token_ids, out: Path, resume: bool, log) -> tuple[Any, di
         "eval_loss": evals,
         "train_runtime_s": round(result.metrics.get("train_runtime", seconds), 1),
         "packed_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "precision": choice.as_dict(),
     }
     log(f"trained {steps} steps in {seconds / 60:.1f} min; eval loss {evals}")
     return trainer, history
