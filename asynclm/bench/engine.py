@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "reps": args.reps,
         "kernels": None if engine.kernels is None else engine.kernels.as_dict(),
         "threads": None if engine.runner.threads is None else engine.runner.threads.as_dict(),
+        "attention": None if engine.attention is None else engine.attention.as_dict(),
         "native_ops": engine.model.ops.native,
     }
     peers = _llamacpp_peers(args)
@@ -378,6 +379,14 @@ def _print_notes(results: dict[str, Any], agreement: float) -> None:
         f"= {d['engine_gb_s']:.1f} GB/s; step overhead (outside the forward): "
         f"{results['step_overhead_fraction']:.1%}"
     )
+    attention = results.get("attention")
+    if attention:
+        times = "; ".join(
+            f"{n}: {t['native']:.1f} vs {t['torch']:.1f} ms"
+            for n, t in attention["timings_ms"].items()
+        )
+        chosen = "native" if attention["native"] else "torch's"
+        print(f"causal attention of prefill chunks: {chosen} ({times or attention['reason']})")
 
 
 def main(args: argparse.Namespace) -> int:

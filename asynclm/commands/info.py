@@ -38,13 +38,16 @@ def main(args: argparse.Namespace) -> int:
     if args.retune:
         engine.kernels = plan_kernels(engine.model, WeightPolicy.parse(args.weights), retune=True)
         engine.tune_threads(retune=True)
+        engine.tune_attention(retune=True)
     report = engine.kernels
     plan = engine.runner.threads
+    causal = engine.attention
     if report is None:
         print("the model does not run on the CPU: no kernel choices to show")
         return 0
     if args.json:
-        print(json.dumps({**report.as_dict(), "thread_plan": plan and plan.as_dict()}, indent=2))
+        extra = {"thread_plan": plan and plan.as_dict(), "attention": causal and causal.as_dict()}
+        print(json.dumps({**report.as_dict(), **extra}, indent=2))
         return 0
     cpu = report.cpu
     found = problems()
@@ -57,6 +60,9 @@ def main(args: argparse.Namespace) -> int:
             f"threads per forward ({'from the cache' if plan.cached else 'measured'}): "
             f"{plan.describe()}"
         )
+    if causal is not None:
+        how = "from the cache" if causal.cached else "measured"
+        print(f"causal attention of prefill chunks ({how}): {causal.describe()}")
     measured = f"measured in {report.seconds:.1f} s" if report.seconds else "from the cache"
     print(f"kernel choices ({measured}):")
     for site in report.sites:

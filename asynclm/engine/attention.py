@@ -29,6 +29,7 @@ class SequenceBatch:
     mask: Tensor | None = None  # [length, keys] bool; None: plain causal (or no mask for 1 token)
     kv_range: tuple[int, int] | None = None  # attend to the pool's slots [lo, hi) in place
     runs: tuple[KeyRun, ...] = ()  # or to a few contiguous runs in place, merged exactly
+    ordered: bool = False  # kv_range holds exactly the sequence's slots, in order (causal run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +83,21 @@ class PagedAttention:
         if batch.decode is not None and not batch.sequences:
             return self._attend_decode(q, batch.decode, kv, ops)
         if batch.decode is None and len(batch.sequences) == 1:
-            return self._attend(q, batch.sequences[0], kv)
+            return self._attend(q, batch.sequences[0], kv, ops)
         out = q.new_empty(q.shape)
         if batch.decode is not None:
             rows = batch.decode.rows
             out[rows] = self._attend_decode(q[rows], batch.decode, kv, ops)
         for s in batch.sequences:
-            out[s.start : s.start + s.length] = self._attend(q[s.start : s.start + s.length], s, kv)
+            rows = slice(s.start, s.start + s.length)
+            out[rows] = self._attend(q[rows], s, kv, ops)
         return out
 
-    def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache) -> Tensor:
+    def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache, ops: Ops) -> Tensor:
         n = q.shape[0]
+        if seq.ordered and seq.kv_range is not None:  # one run in order: (offset) causal
+            lo, hi = seq.kv_range
+            return ops.causal_attention(q, kv.data, self.layer, lo, hi, self.num_kv_heads)
         q = q.view(n, self.num_heads, self.head_dim)
         if seq.runs:
             return self._attend_runs(q, seq.runs, kv)

@@ -45,6 +45,13 @@ def attention_layout(
     return (lo, hi), (rank[None, :] >= 0) & (rank[None, :] <= limit[:, None]), ()
 
 
+def in_order(slots: Tensor, kv_range: tuple[int, int] | None) -> bool:
+    """Whether `kv_range` holds exactly `slots`, in order (one contiguous causal run)."""
+    if kv_range is None or kv_range[1] - kv_range[0] != slots.numel():
+        return False
+    return slots.numel() < 2 or bool((slots[1:] - slots[:-1] == 1).all())
+
+
 def key_runs(slots: Tensor, n: int, breaks: list[int]) -> tuple[KeyRun, ...]:
     """The contiguous runs of `slots` (split after each index in `breaks`), with the causal
     bias of the n new tokens inside the runs they only partly see."""

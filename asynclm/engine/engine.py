@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from asynclm.engine import threads
+from asynclm.engine.attention_choice import CausalChoice, choose_causal
 from asynclm.engine.config import ModelConfig
 from asynclm.engine.context import Context
 from asynclm.engine.cpu import cpu_info
@@ -100,8 +102,10 @@ class Engine:
         self.root_scope = Scope()
         self.exports = Exports(self.pool, self.kv, self.root_scope)
         self._grammars: GrammarCompiler | None = None
+        self.attention: CausalChoice | None = None
         if self.kernels is not None:
             self.tune_threads()
+            self.tune_attention()
 
     @classmethod
     def load(
@@ -165,6 +169,23 @@ class Engine:
             self._probe, counts, key=key, store=store, retune=retune
         )
         return self.runner.threads
+
+    def tune_attention(
+        self, *, retune: bool = False, use_cache: bool = True
+    ) -> CausalChoice | None:
+        """Choose the causal attention of multi-token chunks by timing the native kernel and
+        torch's on this model's heads (`asynclm.engine.attention_choice`; cached per machine).
+        None for models that do not run on the CPU."""
+        if not isinstance(self.model, Transformer) or self.model.device.type != "cpu":
+            return None
+        plan = self.runner.threads
+        count = plan.prefill if plan is not None else torch.get_num_threads()
+        store = TimingStore.for_machine(use_cache)
+        self.attention = choose_causal(
+            self.model.config, self.model.ops, count, store=store, retune=retune
+        )
+        self.model.use_ops(replace(self.model.ops, native_causal=self.attention.native))
+        return self.attention
 
     def _probe(self) -> Callable[[threads.Phase], None]:
         """Runs one forward of a phase on the calling thread: a prefill chunk, or a decode step

@@ -17,7 +17,12 @@ import torch
 from torch import Tensor
 
 from asynclm.engine.attention import BatchMeta, SequenceBatch
-from asynclm.engine.batch_layout import DECODE_GROUP_MAX_KEYS, attention_layout, decode_group
+from asynclm.engine.batch_layout import (
+    DECODE_GROUP_MAX_KEYS,
+    attention_layout,
+    decode_group,
+    in_order,
+)
 from asynclm.engine.forward_thread import ForwardThread
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.model import EngineModel
@@ -113,7 +118,10 @@ class ModelRunner:
                 single.append(kv_slots)
             else:
                 kv_range, mask, runs = attention_layout(kv_slots, c.length)
-                multi.append(SequenceBatch(c.row, c.length, kv_slots, mask, kv_range, runs))
+                ordered = in_order(kv_slots, kv_range)
+                multi.append(
+                    SequenceBatch(c.row, c.length, kv_slots, mask, kv_range, runs, ordered)
+                )
         return single, multi
 
     async def run(self, batch: PreparedBatch) -> tuple[Tensor, float]:

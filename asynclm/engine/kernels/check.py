@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from asynclm.engine.kernels.formats import dequantize, quantize
 from asynclm.engine.kernels.native import ENV_SWITCH, load_native
-from asynclm.engine.kernels.ops import NATIVE_OPS, Ops
+from asynclm.engine.kernels.ops import CAUSAL_DIM, NATIVE_OPS, Ops
 
 _TOLERANCE = 1e-4  # relative to the largest output value
 logger = logging.getLogger("asynclm.engine")
@@ -123,7 +123,9 @@ def _attention_cases(
     index = torch.randint(0, slots, (2, 9), generator=g)
     lengths = torch.tensor([9, 5])
     q = torch.randn(2, heads * dim, generator=g)
+    causal = _causal_case(g)
     return [
+        ("causal_attention", *causal),
         ("rope_qkv", q_native, q_ref),
         ("rope_qkv (k/v written)", *written),
         (
@@ -132,3 +134,16 @@ def _attention_cases(
             ref.decode_attention(q, pool[1], 1, index, lengths, kv_heads),
         ),
     ]
+
+
+def _causal_case(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A chunk of 19 new tokens after 30 earlier ones (more than one key block, a partial one,
+    queries that see part of a block), grouped-query heads, the model's head dim."""
+    heads, kv_heads, dim, slots = 6, 2, CAUSAL_DIM, 60
+    pool = torch.randn(2, 2, slots, kv_heads, dim, generator=g)
+    q = torch.randn(19, heads * dim, generator=g)
+    native, ref = Ops(native=True, native_causal=True), Ops(native=False)
+    return (
+        native.causal_attention(q, pool, 1, 5, 54, kv_heads),
+        ref.causal_attention(q, pool, 1, 5, 54, kv_heads),
+    )

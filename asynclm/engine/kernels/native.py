@@ -27,7 +27,7 @@ import torch
 from asynclm.engine.cpu import cpu_info
 from asynclm.engine.paths import cache_root
 
-SOURCES = ("quant.cpp", "fused.cpp")  # and the headers beside them
+SOURCES = ("quant.cpp", "fused.cpp", "attention.cpp")  # and the headers beside them
 LIBRARY = "asynclm_kernels"
 ENV_SWITCH = "ASYNCLM_NATIVE"  # "0": never build or load
 _FLAGS = ("-O3", "-march=native")

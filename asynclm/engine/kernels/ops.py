@@ -15,14 +15,30 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-NATIVE_OPS = ("rms_norm", "add_rms_norm", "rope_qkv", "decode_attention", "silu_mul")
+NATIVE_OPS = (
+    "rms_norm",
+    "add_rms_norm",
+    "rope_qkv",
+    "decode_attention",
+    "silu_mul",
+    "causal_attention",
+)
+CAUSAL_DIM = 64  # the native causal attention takes head dims that are multiples of this
 
 
 @dataclass(frozen=True, slots=True)
 class Ops:
-    """The fused ops, native or torch."""
+    """The fused ops, native or torch.
+
+    Attributes:
+        native: Use the native ops where they apply.
+        native_causal: Also the native causal attention of multi-token chunks, where this
+            machine runs it faster than torch's flash attention (`asynclm.engine.attention_choice`
+            measures it at load); torch's otherwise.
+    """
 
     native: bool = False
+    native_causal: bool = False
 
     def rms_norm(self, x: Tensor, weight: Tensor, eps: float) -> Tensor:
         if self.native and _plain(x):
@@ -91,6 +107,31 @@ class Ops:
         )
         return out.reshape(b, -1)
 
+    def causal_attention(
+        self, q: Tensor, kv: Tensor, layer: int, lo: int, hi: int, kv_heads: int
+    ) -> Tensor:
+        """Causal attention of the n new tokens `q [n, H D]`, the last n of the keys in pool
+        slots [lo, hi) of `kv[layer]`: query i sees the keys up to its own. -> `[n, H D]`."""
+        n, dim = q.shape[0], kv.shape[-1]
+        if self.native_causal and self.native and _plain(q) and _plain(kv) and _causal_dim(dim):
+            scale = 1.0 / math.sqrt(dim)
+            return torch.ops.asynclm.causal_attention(q, kv, layer, lo, hi, kv_heads, scale)
+        keys = kv[layer, 0, lo:hi].transpose(0, 1).unsqueeze(0)  # [1, KVH, L, D]
+        values = kv[layer, 1, lo:hi].transpose(0, 1).unsqueeze(0)
+        length = hi - lo
+        mask = None
+        if 1 < n < length:  # a chunk continuing a sequence: query i sees keys [0, L - n + i]
+            mask = torch.ones(n, length, dtype=torch.bool, device=q.device).tril(length - n)
+        out = F.scaled_dot_product_attention(
+            q.view(n, -1, dim).transpose(0, 1).unsqueeze(0),  # [1, H, n, D]
+            keys,
+            values,
+            attn_mask=mask,
+            is_causal=mask is None and n > 1,
+            enable_gqa=True,
+        )
+        return out[0].transpose(0, 1).reshape(n, -1)
+
     def silu_mul(self, gate_up: Tensor) -> Tensor:
         """`silu(gate) * up` for `gate_up = [gate | up]`."""
         if self.native and _plain(gate_up):
@@ -104,6 +145,10 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1).mul_(sin[:, None, :])
     return torch.addcmul(rotated, x, cos[:, None, :])
+
+
+def _causal_dim(dim: int) -> bool:
+    return dim % CAUSAL_DIM == 0
 
 
 def _plain(t: Tensor) -> bool:
