@@ -42,6 +42,11 @@ class KeyRun:
     bias: Tensor | None = None  # [new tokens, keys] additive mask (0 / -inf); None: all visible
     empty: Tensor | None = None  # [new tokens] bool: queries that see no key of this run
     slots: Tensor | None = None  # [keys] gathered pool slots (then lo, hi are unused)
+    visible: Tensor | None = None  # [new tokens] int64: keys each query sees (a prefix); None: all
+
+    @property
+    def num_keys(self) -> int:
+        return self.hi - self.lo if self.slots is None else self.slots.numel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,12 @@ class PagedAttention:
         if seq.ordered and seq.kv_range is not None:  # one run in order: (offset) causal
             lo, hi = seq.kv_range
             return ops.causal_attention(q, kv.data, self.layer, lo, hi, self.num_kv_heads)
+        if (
+            seq.runs
+            and ops.native_causal
+            and all(r.bias is None or r.visible is not None for r in seq.runs)
+        ):
+            return self._attend_runs_native(q, seq.runs, kv, ops)
         q = q.view(n, self.num_heads, self.head_dim)
         if seq.runs:
             return self._attend_runs(q, seq.runs, kv)
@@ -148,6 +159,30 @@ class PagedAttention:
             out = (torch.stack(outs) * weights).sum(0)  # [1, KVH, G*n, D]
         out = out.view(self.num_kv_heads, groups, n, self.head_dim).permute(2, 0, 1, 3)
         return out.reshape(n, -1)  # [n, H*D] (head = kv_head * G + g)
+
+    def _attend_runs_native(
+        self, q: Tensor, runs: tuple[KeyRun, ...], kv: KVCache, ops: Ops
+    ) -> Tensor:
+        """`_attend_runs` on the native prefix attention: each run read in place (gathered
+        short runs from a small copy), merged with the log-sum-exps. q: [n, H*D]."""
+        outs, lses = [], []
+        for run in runs:
+            if run.slots is None:
+                pool, layer, lo, hi = kv.data, self.layer, run.lo, run.hi
+            else:
+                keys, values = kv.gather(self.layer, run.slots)  # [R, KVH, D] each
+                pool, layer, lo, hi = torch.stack((keys, values))[None], 0, 0, run.num_keys
+            out, lse = ops.prefix_attention(q, pool, layer, lo, hi, self.num_kv_heads, run.visible)
+            outs.append(out)
+            lses.append(lse)
+        if len(runs) == 1:
+            return outs[0]
+        n = q.shape[0]
+        if len(runs) == 2:  # the first run's share of each query head's total
+            share = torch.sigmoid(lses[0] - lses[1]).repeat_interleave(self.head_dim, 1)
+            return torch.lerp(outs[1], outs[0], share)
+        weights = torch.softmax(torch.stack(lses), dim=0).repeat_interleave(self.head_dim, 2)
+        return (torch.stack(outs) * weights).sum(0).view(n, -1)
 
     def _attend_decode(self, q: Tensor, group: DecodeGroup, kv: KVCache, ops: Ops) -> Tensor:
         lengths = group.lengths

@@ -69,7 +69,9 @@ def key_runs(slots: Tensor, n: int, breaks: list[int]) -> tuple[KeyRun, ...]:
         visible = ranks[None, :] <= limit[:, None]  # [n, run]: causal inside the run
         bias = torch.zeros(visible.shape).masked_fill_(~visible, float("-inf"))
         empty = ~visible.any(-1)
-        runs.append(KeyRun(lo, lo + end - start, bias, empty if bool(empty.any()) else None))
+        counts = visible.sum(-1)  # a prefix of the run: keys are in the sequence's order
+        empty_rows = empty if bool(empty.any()) else None
+        runs.append(KeyRun(lo, lo + end - start, bias, empty_rows, visible=counts))
     return gather_short(runs, n)
 
 
@@ -90,7 +92,13 @@ def gather_short(runs: list[KeyRun], n: int) -> tuple[KeyRun, ...]:
     empty = None
     if all(r.empty is not None for r in short):  # seen by no part: by the whole
         empty = torch.stack([r.empty for r in short if r.empty is not None]).all(0)
-    return (*long, KeyRun(0, 0, bias, empty, slots))
+    visible = None  # runs in the sequence's order: a query sees a prefix of the gathered keys
+    if bias is not None:
+        visible = sum(
+            (r.visible if r.visible is not None else torch.full((n,), r.num_keys) for r in short),
+            torch.zeros(n, dtype=torch.long),
+        )
+    return (*long, KeyRun(0, 0, bias, empty, slots, visible))
 
 
 def decode_group(single: list[Tensor], rows: Tensor, lengths: Tensor) -> DecodeGroup | None:

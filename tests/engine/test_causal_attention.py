@@ -140,3 +140,65 @@ def test_without_native_kernels_or_with_other_heads_torch_is_kept_unmeasured(tmp
 def test_an_engine_reports_its_choice(engine):
     assert engine.attention is not None and not engine.attention.native  # 16-wide heads
     assert not engine.model.ops.native_causal
+
+
+# ---- runs of keys: the prefix form of their masks ----------------------------------------------
+def test_each_runs_visible_counts_are_its_bias_as_prefixes():
+    from asynclm.engine.batch_layout import SHORT_RUN, key_runs
+
+    # a short system run, a long module, a short question ending in the 6 new tokens
+    slots = torch.cat(
+        [torch.arange(0, 12), torch.arange(100, 100 + SHORT_RUN + 8), torch.arange(40, 50)]
+    )
+    breaks = [11, 11 + SHORT_RUN + 8]
+    runs = key_runs(slots, 6, breaks)
+    assert len(runs) == 2 and runs[1].slots is not None  # the short ones gathered
+    for run in runs:
+        if run.bias is None:
+            assert run.visible is None
+            continue
+        prefix = torch.arange(run.num_keys)[None, :] < run.visible[:, None]
+        assert torch.equal(prefix, run.bias == 0)
+
+
+@pytest.mark.parametrize("heads,kv_heads,dim", [(9, 3, 64), (4, 4, 128)])
+def test_the_native_prefix_attention_equals_torch_with_its_log_sum_exp(
+    needs_native, heads, kv_heads, dim
+):
+    g = torch.Generator().manual_seed(heads)
+    n, keys = 23, 150
+    pool = torch.randn(2, 2, keys + 9, kv_heads, dim, generator=g)
+    q = torch.randn(n, heads * dim, generator=g)
+    visible = torch.randint(0, keys + 1, (n,), generator=g)
+    visible[:3] = torch.tensor([0, keys, 1])  # none, all, one
+    ours = NATIVE.prefix_attention(q, pool, 1, 4, 4 + keys, kv_heads, visible)
+    theirs = TORCH.prefix_attention(q, pool, 1, 4, 4 + keys, kv_heads, visible)
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert torch.isinf(ours[1][0]).all() and not ours[0][0].any()  # saw nothing: 0, -inf
+
+
+async def _forked_logits(engine: Engine) -> torch.Tensor:
+    """A continuation attending to several runs in place (a fork's shared pages, then pages
+    allocated after another context's)."""
+    async with engine.context() as parent:
+        parent.append(list(range(300, 500)))
+        await parent.flush()
+        child = parent.fork()
+        async with engine.context() as other:
+            other.append(list(range(700, 760)))
+            await other.flush()
+            try:
+                logits = await child.forward(list(range(900, 930)))
+                slots = torch.tensor(child.slots)
+                assert not in_order(slots, (int(slots.min()), int(slots.max()) + 1))
+                return logits
+            finally:
+                child.release()
+
+
+@pytest.mark.anyio
+async def test_runs_of_keys_give_the_same_logits_with_either_attention(needs_native):
+    native = await _forked_logits(_wide_head_engine(True))
+    torch_ = await _forked_logits(_wide_head_engine(False))
+    torch.testing.assert_close(native, torch_, rtol=1e-4, atol=1e-4)

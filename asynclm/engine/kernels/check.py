@@ -123,9 +123,11 @@ def _attention_cases(
     index = torch.randint(0, slots, (2, 9), generator=g)
     lengths = torch.tensor([9, 5])
     q = torch.randn(2, heads * dim, generator=g)
-    causal = _causal_case(g)
+    causal, prefix = _causal_case(g), _prefix_case(g)
     return [
         ("causal_attention", *causal),
+        ("prefix_attention", *prefix[0]),
+        ("prefix_attention (log-sum-exp)", *prefix[1]),
         ("rope_qkv", q_native, q_ref),
         ("rope_qkv (k/v written)", *written),
         (
@@ -147,3 +149,16 @@ def _causal_case(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         native.causal_attention(q, pool, 1, 5, 54, kv_heads),
         ref.causal_attention(q, pool, 1, 5, 54, kv_heads),
     )
+
+
+def _prefix_case(g: torch.Generator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """7 queries over a run of 40 keys, each seeing a prefix of it (one sees none)."""
+    heads, kv_heads, dim = 4, 2, CAUSAL_DIM
+    pool = torch.randn(1, 2, 44, kv_heads, dim, generator=g)
+    q = torch.randn(7, heads * dim, generator=g)
+    visible = torch.tensor([0, 1, 5, 16, 17, 33, 40])
+    native, ref = Ops(native=True, native_causal=True), Ops(native=False)
+    ours = native.prefix_attention(q, pool, 0, 2, 42, kv_heads, visible)
+    theirs = ref.prefix_attention(q, pool, 0, 2, 42, kv_heads, visible)
+    finite = visible > 0  # -inf log-sum-exps compare as NaN
+    return [(ours[0], theirs[0]), (ours[1][finite], theirs[1][finite])]

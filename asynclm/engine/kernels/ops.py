@@ -22,6 +22,7 @@ NATIVE_OPS = (
     "decode_attention",
     "silu_mul",
     "causal_attention",
+    "prefix_attention",
 )
 CAUSAL_DIM = 64  # the native causal attention takes head dims that are multiples of this
 
@@ -131,6 +132,48 @@ class Ops:
             enable_gqa=True,
         )
         return out[0].transpose(0, 1).reshape(n, -1)
+
+    def prefix_attention(
+        self,
+        q: Tensor,
+        kv: Tensor,
+        layer: int,
+        lo: int,
+        hi: int,
+        kv_heads: int,
+        visible: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """`q [n, H D]` over the keys in pool slots [lo, hi) of `kv[layer]`, query i seeing the
+        first `visible[i]` of them (None: all) -> (out `[n, H D]`, log-sum-exp `[n, H]`, -inf
+        and 0 for a query that sees none), for merging several runs of keys exactly."""
+        n, dim = q.shape[0], kv.shape[-1]
+        length = hi - lo
+        if self.native_causal and self.native and _plain(q) and _plain(kv) and _causal_dim(dim):
+            counts = visible if visible is not None else torch.full((n,), length)
+            scale = 1.0 / math.sqrt(dim)
+            return torch.ops.asynclm.prefix_attention(
+                q, kv, layer, lo, hi, kv_heads, scale, counts.contiguous()
+            )
+        heads = q.shape[1] // dim
+        groups = heads // kv_heads  # queries sharing a kv head stacked: [1, KVH, G n, D]
+        qg = q.view(n, kv_heads, groups, dim).permute(1, 2, 0, 3).reshape(1, kv_heads, -1, dim)
+        bias = None
+        if visible is not None:
+            seen = torch.arange(length, device=q.device)[None, :] < visible[:, None]  # [n, R]
+            bias = torch.zeros(n, length).masked_fill_(~seen, float("-inf")).repeat(groups, 1)
+        out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+            qg,
+            kv[layer, 0, lo:hi].transpose(0, 1).unsqueeze(0),
+            kv[layer, 1, lo:hi].transpose(0, 1).unsqueeze(0),
+            attn_mask=bias,
+        )
+        out = out.view(kv_heads, groups, n, dim).permute(2, 0, 1, 3).reshape(n, heads * dim)
+        lse = lse.view(kv_heads, groups, n).permute(2, 0, 1).reshape(n, heads)
+        if visible is not None:  # the kernel reports 0 for rows it saw nothing of
+            empty = (visible == 0)[:, None]  # [n, 1]
+            lse = lse.masked_fill(empty, float("-inf"))
+            out = out.masked_fill(empty, 0.0)
+        return out, lse
 
     def silu_mul(self, gate_up: Tensor) -> Tensor:
         """`silu(gate) * up` for `gate_up = [gate | up]`."""

@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -38,7 +39,7 @@ constexpr int64_t kKeys = kTileVecs * kLanes;  // keys per block
 constexpr int64_t kPositions = 16;             // query positions per work item
 
 struct Shape {
-  int64_t n;         // new tokens (the queries): the last n keys of the run
+  int64_t n;         // queries
   int64_t len;       // keys in the run
   int64_t heads;     // query heads
   int64_t group;     // query heads per kv head
@@ -46,9 +47,7 @@ struct Shape {
   int64_t padded;    // len rounded up to a whole key block (the transposed keys' row length)
   int64_t kv_row;    // floats between two slots of the pool (kv_heads * dim)
   float scale;
-
-  // keys query position p (0-based among the n) sees: [0, visible(p))
-  int64_t visible(int64_t p) const { return len - n + p + 1; }
+  const int64_t* seen;  // [n]: query p sees the keys [0, seen[p]) of the run
 };
 
 // The keys of kv head g transposed block by block: kt[g][block][d][j] = component d of key
@@ -162,9 +161,10 @@ struct Scratch {
       : scores(rows_ * kKeys), out(rows_ * dim), top(rows_), total(rows_), rows(rows_) {}
 };
 
-// Work item: kv head g, query positions [p0, p1).
+// Work item: kv head g, query positions [p0, p1). `lse` (if given) [n, heads] gets each row's
+// log-sum-exp of its scaled scores (-inf where it sees no key; its output is then 0).
 void attend_block(const float* q, const float* kt, const float* values, const Shape& s,
-                  int64_t g, int64_t p0, int64_t p1, Scratch& w, float* out) {
+                  int64_t g, int64_t p0, int64_t p1, Scratch& w, float* out, float* lse) {
   const int64_t span = p1 - p0, rows = s.group * span, width = s.heads * s.dim;
   for (int64_t h = 0; h < s.group; ++h)
     for (int64_t i = 0; i < span; ++i)
@@ -174,7 +174,7 @@ void attend_block(const float* q, const float* kt, const float* values, const Sh
   std::fill(w.total.begin(), w.total.begin() + rows, 0.f);
   const float* ktg = kt + g * s.dim * s.padded;
   const float* vg = values + g * s.dim;
-  const int64_t last = s.visible(p1 - 1);  // the block's last query sees the most keys
+  const int64_t last = *std::max_element(s.seen + p0, s.seen + p1);
   for (int64_t j0 = 0; j0 < last; j0 += kKeys) {
     by_tiles(rows, [&](int64_t r, auto R) {
       score_tile<decltype(R)::value>(w.rows.data() + r, ktg + j0 * s.dim, kKeys, s.dim,
@@ -182,7 +182,7 @@ void attend_block(const float* q, const float* kt, const float* values, const Sh
     });
     int64_t used = 0;
     for (int64_t r = 0; r < rows; ++r) {
-      const int64_t seen = std::min(s.visible(p0 + r % span), s.len) - j0;
+      const int64_t seen = s.seen[p0 + r % span] - j0;
       if (softmax_block(w.scores.data() + r * kKeys, std::min(seen, kKeys), s.scale, w.top[r],
                         w.total[r], w.out.data() + r * s.dim, s.dim))
         used = std::max(used, std::min(seen, kKeys));
@@ -193,18 +193,25 @@ void attend_block(const float* q, const float* kt, const float* values, const Sh
     });
   }
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t h = r / span, p = p0 + r % span;
-    float* o = out + p * width + (g * s.group + h) * s.dim;
+    const int64_t h = g * s.group + r / span, p = p0 + r % span;
+    float* o = out + p * width + h * s.dim;
     const float* acc = w.out.data() + r * s.dim;
-    const vfloat inv = splat(1.f / w.total[r]);
+    const float total = w.total[r];
+    const vfloat inv = splat(total > 0.f ? 1.f / total : 0.f);
     for (int64_t d = 0; d < s.dim; d += kLanes) store(o + d, mul(load(acc + d), inv));
+    if (lse != nullptr) lse[p * s.heads + h] = total > 0.f ? w.top[r] + std::log(total) : -INFINITY;
   }
 }
 
-// q [n, H*D] (RoPE applied) of the last n of the keys in pool slots [lo, hi) of `layer`;
-// query i sees the keys up to its own. Returns [n, H*D].
-at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& kv, int64_t layer, int64_t lo,
-                            int64_t hi, int64_t kv_heads, double scale) {
+struct Run {
+  Shape shape;
+  const float* keys;
+  const float* values;
+};
+
+// The run [lo, hi) of `layer` for queries q [n, H*D], checked.
+Run run_of(const at::Tensor& q, const at::Tensor& kv, int64_t layer, int64_t lo, int64_t hi,
+           int64_t kv_heads, double scale) {
   TORCH_CHECK(q.scalar_type() == at::kFloat && q.is_contiguous() && q.dim() == 2,
               "q must be a contiguous float32 [tokens, heads * head_dim] tensor");
   TORCH_CHECK(kv.scalar_type() == at::kFloat && kv.is_contiguous() && kv.dim() == 5,
@@ -216,29 +223,68 @@ at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& kv, int64_t l
   TORCH_CHECK(dim % (kTileVecs * kLanes) == 0, "head_dim must be a multiple of ",
               kTileVecs * kLanes);
   TORCH_CHECK(layer >= 0 && layer < kv.size(0), "layer out of range");
-  TORCH_CHECK(lo >= 0 && hi <= kv.size(2) && n >= 1 && n <= len,
-              "the run [lo, hi) must lie in the pool and hold at least the new tokens");
-  const Shape s{n,   len, heads, heads / kv_heads, dim, (len + kKeys - 1) / kKeys * kKeys,
-                kv_heads * dim, static_cast<float>(scale)};
+  TORCH_CHECK(lo >= 0 && hi <= kv.size(2) && len >= 1 && n >= 1,
+              "the run [lo, hi) must be a non-empty range of the pool");
+  const Shape s{n, len, heads, heads / kv_heads, dim, (len + kKeys - 1) / kKeys * kKeys,
+                kv_heads * dim, static_cast<float>(scale), nullptr};
   const int64_t slots = kv.size(2);
-  const float* keys = kv.data_ptr<float>() + (layer * 2 * slots + lo) * s.kv_row;
-  const float* values = kv.data_ptr<float>() + ((layer * 2 + 1) * slots + lo) * s.kv_row;
-  std::vector<float> kt(kv_heads * dim * s.padded);
-  transpose_keys(keys, s, kv_heads, kt.data());
-  auto out = at::empty(q.sizes(), q.options());
-  const int64_t blocks = (n + kPositions - 1) / kPositions, items = kv_heads * blocks;
+  const float* base = kv.data_ptr<float>();
+  return {s, base + (layer * 2 * slots + lo) * s.kv_row,
+          base + ((layer * 2 + 1) * slots + lo) * s.kv_row};
+}
+
+// Every query over the run, each seeing its prefix `s.seen`; out [n, H*D], lse [n, H] or null.
+void attend(const at::Tensor& q, const Run& run, float* out, float* lse) {
+  const Shape& s = run.shape;
+  const int64_t kv_heads = s.heads / s.group;
+  std::vector<float> kt(kv_heads * s.dim * s.padded);
+  transpose_keys(run.keys, s, kv_heads, kt.data());
+  const int64_t blocks = (s.n + kPositions - 1) / kPositions, items = kv_heads * blocks;
   std::atomic<int64_t> next{0};
   const float* qp = q.data_ptr<float>();
-  float* op = out.data_ptr<float>();
   at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
-    Scratch w(s.group * kPositions, dim);
+    Scratch w(s.group * kPositions, s.dim);
     for (int64_t i; (i = next.fetch_add(1)) < items;) {
       const int64_t b = blocks - 1 - i / kv_heads, g = i % kv_heads;  // most keys first
-      const int64_t p0 = b * kPositions, p1 = std::min(n, p0 + kPositions);
-      attend_block(qp, kt.data(), values, s, g, p0, p1, w, op);
+      const int64_t p0 = b * kPositions, p1 = std::min(s.n, p0 + kPositions);
+      attend_block(qp, kt.data(), run.values, s, g, p0, p1, w, out, lse);
     }
   });
+}
+
+// q [n, H*D] (RoPE applied) of the last n of the keys in pool slots [lo, hi) of `layer`;
+// query i sees the keys up to its own. Returns [n, H*D].
+at::Tensor causal_attention(const at::Tensor& q, const at::Tensor& kv, int64_t layer, int64_t lo,
+                            int64_t hi, int64_t kv_heads, double scale) {
+  Run run = run_of(q, kv, layer, lo, hi, kv_heads, scale);
+  const int64_t n = run.shape.n, len = run.shape.len;
+  TORCH_CHECK(n <= len, "the run must hold at least the new tokens");
+  std::vector<int64_t> seen(n);
+  for (int64_t p = 0; p < n; ++p) seen[p] = len - n + p + 1;
+  run.shape.seen = seen.data();
+  auto out = at::empty(q.sizes(), q.options());
+  attend(q, run, out.data_ptr<float>(), nullptr);
   return out;
+}
+
+// Queries q [n, H*D] over the keys in pool slots [lo, hi) of `layer`, query i seeing the first
+// visible[i] of them (0: none). Returns (out [n, H*D], log-sum-exp [n, H]) for merging runs.
+std::tuple<at::Tensor, at::Tensor> prefix_attention(const at::Tensor& q, const at::Tensor& kv,
+                                                    int64_t layer, int64_t lo, int64_t hi,
+                                                    int64_t kv_heads, double scale,
+                                                    const at::Tensor& visible) {
+  Run run = run_of(q, kv, layer, lo, hi, kv_heads, scale);
+  TORCH_CHECK(visible.scalar_type() == at::kLong && visible.is_contiguous() &&
+                  visible.numel() == run.shape.n,
+              "visible must be a contiguous int64 [tokens] tensor");
+  const int64_t* seen = visible.data_ptr<int64_t>();
+  for (int64_t p = 0; p < run.shape.n; ++p)
+    TORCH_CHECK(seen[p] >= 0 && seen[p] <= run.shape.len, "visible counts must lie in [0, keys]");
+  run.shape.seen = seen;
+  auto out = at::empty(q.sizes(), q.options());
+  auto lse = at::empty({run.shape.n, run.shape.heads}, q.options());
+  attend(q, run, out.data_ptr<float>(), lse.data_ptr<float>());
+  return {out, lse};
 }
 
 }  // namespace
@@ -249,4 +295,8 @@ TORCH_LIBRARY_FRAGMENT(asynclm, m) {
       "causal_attention(Tensor q, Tensor kv, int layer, int lo, int hi, int kv_heads, "
       "float scale) -> Tensor",
       &asynclm::causal_attention);
+  m.def(
+      "prefix_attention(Tensor q, Tensor kv, int layer, int lo, int hi, int kv_heads, "
+      "float scale, Tensor visible) -> (Tensor, Tensor)",
+      &asynclm::prefix_attention);
 }
