@@ -94,8 +94,8 @@ class PagedAttention:
             rows = batch.decode.rows
             out[rows] = self._attend_decode(q[rows], batch.decode, kv, ops)
         for s in batch.sequences:
-            rows = slice(s.start, s.start + s.length)
-            out[rows] = self._attend(q[rows], s, kv, ops)
+            span = slice(s.start, s.start + s.length)
+            out[span] = self._attend(q[span], s, kv, ops)
         return out
 
     def _attend(self, q: Tensor, seq: SequenceBatch, kv: KVCache, ops: Ops) -> Tensor:

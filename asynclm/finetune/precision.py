@@ -13,6 +13,7 @@ weight (a tenth of a step, measured on a 2-core CPU). The trained LoRA weights s
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ def choose_precision(requested: str, device: str | None = None) -> PrecisionChoi
         fast = torch.cuda.is_bf16_supported()
         reason = "CUDA device with bf16" if fast else "CUDA device without bf16"
         return PrecisionChoice("bf16" if fast else "fp32", requested, reason=reason)
-    measured = {name: _time(lambda b=bf16: _linear_step(b)) for name, bf16 in _FORMATS}
+    measured = {name: _time(functools.partial(_linear_step, bf16)) for name, bf16 in _FORMATS}
     faster = measured["bf16"] < _MARGIN * measured["fp32"]
     ratio = measured["fp32"] / measured["bf16"]
     reason = f"measured: bf16 {ratio:.2f}x fp32's speed ({'>' if faster else '<='} {1 / _MARGIN})"
