@@ -21,3 +21,5 @@ def test_the_engine_bench_writes_every_figure(tmp_path: Path) -> None:
     assert figures["greedy_agreement"] == 1.0  # same weights, same greedy tokens (fp32 side)
     assert 0 <= figures["step_overhead_fraction"] < 1
     assert figures["cpu"]["model"] and isinstance(figures["cpu"]["flags"], list)
+    attention = figures["attention"]  # the causal attention's choice (torch: 16-wide heads)
+    assert attention["native"] is False and attention["reason"]
