@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from asynclm.engine.grammar import Constraint, Grammar
-from asynclm.engine.sampling import Sampler, ban_tokens
+from asynclm.engine.sampling import Sampler, ban_tokens, greedy_token
 from asynclm.engine.tokenizer import Tokenizer
 
 FinishReason = Literal["eos", "stop", "length", "grammar", "cancelled"]
@@ -144,8 +144,13 @@ class Generation:
             self._end(reason)
         return Step(token, delta, len(self.tokens) - 1, reason)
 
-    @torch.inference_mode()
     def _sample(self, logits: torch.Tensor) -> int:
+        if self._ban is None and self._constraint is None and self.sampler.is_greedy:
+            return greedy_token(logits[-1])  # nothing to mask: no inference-mode scope
+        return self._sample_masked(logits)
+
+    @torch.inference_mode()
+    def _sample_masked(self, logits: torch.Tensor) -> int:
         row = logits[-1]  # this step's own tensor: masking in place is safe
         ban_tokens(row, self._ban)
         if self._constraint is not None:

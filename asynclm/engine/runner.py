@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -164,11 +165,15 @@ class ModelRunner:
             )
             room[: cached.length] = cached.data[: cached.length]
             cached.data = room
-        if len(new) == 1:
+        if len(new) == 1 and self.device.type == "cpu":  # a decode step: no torch dispatch
+            cached.data.numpy()[cached.length] = new[0]
+        elif len(new) == 1:
             cached.data[cached.length] = new[0]
         else:
             cached.data[cached.length : len(slots)] = self._long(new)
         cached.length = len(slots)
 
     def _long(self, values: list[int]) -> Tensor:
+        if self.device.type == "cpu":  # a third of torch.tensor's time for a few numbers
+            return torch.from_numpy(np.array(values, dtype=np.int64))
         return torch.tensor(values, dtype=torch.long, device=self.device)

@@ -165,12 +165,13 @@ class Scheduler:
         self, chunks: list[Chunk[ForwardRequest]], logits: Tensor, counts: tuple[int, ...]
     ) -> None:
         row = 0
+        whole = len(chunks) == 1 and logits.shape[0] == counts[0]  # every row: no slice
         for c, n_rows in zip(chunks, counts, strict=True):
             req = c.request
             req.seq.commit(req.tokens[c.start : c.end], req.positions[c.start : c.end])
             req.done = c.end
             if n_rows:
-                req.outputs.append(logits[row : row + n_rows])
+                req.outputs.append(logits if whole else logits[row : row + n_rows])
                 row += n_rows
             if req.remaining == 0:
                 self._finish(req)
