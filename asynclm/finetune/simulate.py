@@ -4,13 +4,12 @@ The model's side is a policy over what it has seen so far: it writes every call 
 with the longest estimated latency first, when the tool docs state estimates), then a part of
 its answer whose results are in — the parts in the order their results were injected (so in
 async mode it reports each result as it comes in, never one it has not seen); when neither is
-possible it writes `[TRAP][END]` (every remaining call waits on a pending result).
-
-The runtime's side follows `asynclm.agent.run` step by step: a token takes `token_time`
-seconds; a call starts at its `[END]` (async), pauses generation until its result is in (sync),
-or waits for the next trap (sync-parallel); a result that has arrived is injected after the
-first token that leaves the model outside a CML block (the real `CMLParser` decides), all
-arrived results together, in arrival order.
+possible it writes `[TRAP][END]` (every remaining call waits on a pending result). The runtime's side follows
+`asynclm.agent.run` step by step: a token takes `token_time` seconds; a call starts at its
+`[END]` (async), pauses generation until its result is in (sync), or waits for the next trap
+(sync-parallel); a result that has arrived is injected after the first token that leaves the
+model outside a CML block (the real `CMLParser` decides), all arrived results together, in
+arrival order.
 
 The result is a `Turn`: the chunks the model writes and, inside them, the token positions
 where interrupts are injected. `render.py` turns a turn into token ids and a loss mask.
