@@ -1,10 +1,9 @@
 """Simulating a task's run, as in the AsyncLM paper: what the model writes and where results land.
 
 The model's side is a policy over what it has seen so far: it writes every call it can (the one
-with the longest estimated latency first, when the tool docs state estimates), then a part of
-its answer whose results are in — the parts in the order their results were injected (so in
-async mode it reports each result as it comes in, never one it has not seen); when neither is
-possible it writes `[TRAP][END]` (every remaining call waits on a pending result). The runtime's side follows
+with the longest estimated latency first, when the tool docs state estimates), then the next
+part of its answer once the results that part needs are in; when neither is possible it writes
+`[TRAP][END]` (every remaining call waits on a pending result). The runtime's side follows
 `asynclm.agent.run` step by step: a token takes `token_time` seconds; a call starts at its
 `[END]` (async), pauses generation until its result is in (sync), or waits for the next trap
 (sync-parallel); a result that has arrived is injected after the first token that leaves the
@@ -104,8 +103,7 @@ class _State:
 
     ids: dict[str, str] = field(default_factory=dict)  # dispatched call key -> written id
     injected: set[str] = field(default_factory=set)  # keys whose result the model has seen
-    batch: dict[str, int] = field(default_factory=dict)  # key -> the injection that carried it
-    written: set[int] = field(default_factory=set)  # answer parts written
+    parts: int = 0  # answer parts written
     queued: list[str] = field(default_factory=list)  # sync-parallel: written, not started
     flying: list[_Arrival] = field(default_factory=list)  # started (or the user's message)
     arrived: list[_Arrival] = field(default_factory=list)  # in, not yet injected
@@ -120,20 +118,14 @@ def next_action(task: Task, state: _State) -> tuple[ChunkKind, str] | None:
         best = max(ready, key=lambda c: (task.estimates[c.name] * known, -task.calls.index(c)))
         return ("call", best.key)
     visible = [i for i, part in enumerate(task.answer) if USER not in part.needs or USER in seen]
-    remaining = [i for i in visible if i not in state.written]
-    answerable = [i for i in remaining if set(task.answer[i].needs) <= seen]
-    if answerable:  # the part whose results came in first; within one injection, asked order
-        return ("text", str(min(answerable, key=lambda i: (_ready_at(task, state, i), i))))
+    remaining = [i for i in visible if i >= state.parts]
+    if remaining and set(task.answer[remaining[0]].needs) <= seen:
+        return ("text", str(remaining[0]))
     if set(state.ids) - seen:
         return ("trap", "")
     if remaining:
         raise ValueError(f"task {task.id}: answer part {remaining[0]} waits on nothing pending")
     return None
-
-
-def _ready_at(task: Task, state: _State, part: int) -> int:
-    """The injection after which answer part `part` has all its results (-1: needs none)."""
-    return max((state.batch[key] for key in task.answer[part].needs), default=-1)
 
 
 class _Simulation:
@@ -168,7 +160,7 @@ class _Simulation:
             self.state.ids[arg] = f"c{len(self.state.ids) + 1}"
             return format_call(self.state.ids[arg], call.name, dict(call.arguments))
         if kind == "text":
-            self.state.written.add(int(arg))
+            self.state.parts = int(arg) + 1
             return self.task.answer[int(arg)].text
         return format_trap()
 
@@ -230,8 +222,6 @@ class _Simulation:
     def _inject(self) -> str:
         text = "".join(a.text for a in self.state.arrived)
         self.state.injected |= {a.key for a in self.state.arrived}
-        number = len(set(self.state.batch.values()))
-        self.state.batch |= {a.key: number for a in self.state.arrived}
         self.state.arrived = []
         return text
 
