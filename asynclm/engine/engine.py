@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import torch
 
 from asynclm.engine import threads
@@ -163,12 +166,55 @@ class Engine:
         counts = threads.candidates(max(torch.get_num_threads(), info.logical_cores))
         config, weights = self.model.config, self.weights.spec
         shape = f"{config.num_layers}x{config.hidden_size}x{config.vocab_size}"
-        key = f"threads-v1|{shape}|{weights}|{','.join(map(str, counts))}"
+        key = f"threads-v2|{shape}|{weights}|{','.join(map(str, counts))}"
         store = TimingStore.for_machine(use_cache)
         self.runner.threads = threads.plan_threads(
-            self._probe, counts, key=key, store=store, retune=retune
+            self._probe,
+            counts,
+            key=key,
+            store=store,
+            retune=retune,
+            timers={"prefill": self._prefill_ms, "decode": self._decode_ms},
         )
         return self.runner.threads
+
+    def _prefill_ms(self, count: int) -> float:
+        """Milliseconds of a context's prefill of `threads.PREFILL_TOKENS` tokens at `count`
+        threads (see `_timed`)."""
+        return self._timed(threads.ThreadPlan(1, count, {}), tokens=0)
+
+    def _decode_ms(self, count: int) -> float:
+        """Milliseconds per token of a greedy generation whose decode steps use `count`
+        threads (see `_timed`)."""
+        return self._timed(threads.ThreadPlan(count, 1, {}), tokens=24)
+
+    def _timed(self, plan: ThreadPlan, tokens: int) -> float:
+        """A context of its own (released after) prefills a prompt, then generates `tokens`
+        more under `plan`: the prefill's milliseconds, or per generated token if any. Runs on
+        a thread with its own event loop, so that it works under a running one too."""
+        before = self.runner.threads
+        prompt = [t % self.config.vocab_size for t in range(100, 100 + threads.PREFILL_TOKENS)]
+
+        async def run() -> float:
+            async with self.context() as ctx:
+                ctx.append(prompt)
+                start = time.perf_counter()
+                await ctx.flush()
+                if not tokens:
+                    return (time.perf_counter() - start) * 1e3
+                steps = ctx.generate(max_tokens=tokens + 1, stop_at_eos=False)
+                await steps.__anext__()  # the first step after the prefill
+                start = time.perf_counter()
+                async for _ in steps:
+                    pass
+                return (time.perf_counter() - start) / tokens * 1e3
+
+        self.runner.threads = plan
+        try:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                return pool.submit(anyio.run, run).result()
+        finally:
+            self.runner.threads = before
 
     def tune_attention(
         self, *, retune: bool = False, use_cache: bool = True

@@ -3,17 +3,22 @@
 A decode step reads every weight once and is bound by memory bandwidth, a prefill chunk by
 arithmetic. On some machines fewer threads than CPUs decode as fast (and leave a core to the
 event loop and the tools), on others every core helps, and SMT siblings can slow both. So the
-engine times the model itself — one prefill chunk and one decode step — at each candidate count
-(1, 2, 4, ... and every CPU torch may use), keeps the fastest per phase (the larger count when
-two are within `TIE` of each other), and caches the timings with the kernel timings of this
-machine. The runner sets the count on its own thread before each forward.
+engine times the model itself — a prefill and decode steps, as contexts run them — at each
+candidate count (1, 2, 4, ... and every CPU torch may use), keeps the fastest per phase
+(the larger count when two are within `TIE` of each other), and caches the timings with the
+kernel timings of this machine. The runner sets the count on its own thread before each forward.
+
+Both are timed through the engine's own path (its forward thread, the event loop's share of a
+step between forwards), not as forwards back to back on the calling thread: on 2 cores a decode
+forward of 2 threads measured 1.5x faster alone but decoded 1.4x slower in generation, its
+second thread contending with the event loop for the core between steps.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -88,30 +93,42 @@ def plan_from(timings: dict[str, dict[int, float]], cached: bool = False) -> Thr
 
 
 def measure(
-    run: Callable[[Phase], None], counts: Iterable[int], rounds: int = _ROUNDS
+    run: Callable[[Phase], None],
+    counts: Iterable[int],
+    rounds: int = _ROUNDS,
+    timers: Mapping[Phase, Callable[[int], float]] | None = None,
 ) -> dict[str, dict[int, float]]:
     """Milliseconds per forward of each phase at each thread count, on the calling thread.
 
-    `run(phase)` runs one forward of that phase. Counts are interleaved round by round, so a
+    `run(phase)` runs one forward of that phase. A phase in `timers` is timed by its timer
+    instead: `timer(n)` gives the milliseconds of that phase (per token, for decode) with n
+    threads, measured however the caller runs it. Counts are interleaved round by round, so a
     burst of load on the machine hits them alike; each keeps its fastest round. The calling
     thread's count is restored afterwards.
     """
-    counts = list(counts)
+    counts, timers = list(counts), dict(timers or {})
+    phases: tuple[tuple[Phase, int], ...] = (("prefill", 1), ("decode", _DECODE_STEPS))
+
+    def once(phase: Phase, n: int, steps: int) -> float:
+        if phase in timers:
+            return timers[phase](n)
+        start = time.perf_counter()
+        for _ in range(steps):
+            run(phase)
+        return (time.perf_counter() - start) / steps * 1e3
+
     before = torch.get_num_threads()
     best: dict[str, dict[int, float]] = {"decode": {}, "prefill": {}}
     try:
         for n in counts:  # warm up: a new thread team, caches, the kernels' first calls
             torch.set_num_threads(n)
-            run("prefill")
-            run("decode")
+            for phase, _ in phases:
+                once(phase, n, 1)
         for _ in range(rounds):
             for n in counts:
                 torch.set_num_threads(n)
-                for phase, steps in (("prefill", 1), ("decode", _DECODE_STEPS)):
-                    start = time.perf_counter()
-                    for _ in range(steps):
-                        run(phase)  # type: ignore[arg-type]
-                    ms = (time.perf_counter() - start) / steps * 1e3
+                for phase, steps in phases:
+                    ms = once(phase, n, steps)
                     best[phase][n] = min(ms, best[phase].get(n, ms))
     finally:
         torch.set_num_threads(before)
@@ -125,9 +142,10 @@ def plan_threads(
     key: str,
     store: TimingStore,
     retune: bool = False,
+    timers: Mapping[Phase, Callable[[int], float]] | None = None,
 ) -> ThreadPlan:
     """Read this machine's timings of `key` back, or measure them with the forwards `probe()`
-    sets up (`measure`) and keep them."""
+    sets up, or the phase `timers` given (`measure`), and keep them."""
     counts = list(counts)
     saved = None if retune else store.get(key)
     if saved is not None and all(n in saved for n in counts):
@@ -138,7 +156,7 @@ def plan_threads(
         file=sys.stderr,
         flush=True,
     )
-    timings = measure(probe(), counts)
+    timings = measure(probe(), counts, timers=timers)
     store.put(key, {n: {p: timings[p][n] for p in timings} for n in counts})
     store.save()
     return plan_from(timings)

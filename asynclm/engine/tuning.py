@@ -32,7 +32,7 @@ from asynclm.engine.cpu import CpuInfo, cpu_info
 from asynclm.engine.kernels.formats import BlockWeight
 from asynclm.engine.kernels.linear import FP32_KERNELS, LinearKernel, make_kernel
 from asynclm.engine.kernels.lowrank import LowRank
-from asynclm.engine.kernels.native import NativeStatus, native_status
+from asynclm.engine.kernels.native import NativeStatus, build_key, native_status
 from asynclm.engine.kernels.plan import BUCKETS, Plan, choose_plan
 from asynclm.engine.model import Linear
 from asynclm.engine.paths import cache_root
@@ -333,7 +333,9 @@ class TimingStore:
 
     @classmethod
     def for_machine(cls, enabled: bool = True) -> TimingStore:
-        return cls(cache_root() / "tuning" / f"{cpu_info().key}.json", enabled)
+        # timings hold for one build of the kernels: a rebuilt library is measured afresh
+        name = f"{cpu_info().key}-{build_key()}.json"
+        return cls(cache_root() / "tuning" / name, enabled)
 
     def get(self, key: str) -> dict[int, dict[str, float]] | None:
         entry = self.entries.get(key)

@@ -45,6 +45,19 @@ def test_measuring_runs_each_phase_at_each_count_and_restores_the_callers_count(
     assert torch.get_num_threads() == before
 
 
+def test_a_phase_with_a_timer_is_timed_by_it_and_keeps_its_fastest_round():
+    runs: list[str] = []
+    decode_ms = {1: [1.0, 8.0, 8.5, 8.2], 2: [2.0, 11.0, 13.0, 12.5]}  # warm-up, then rounds
+
+    def decode(n: int) -> float:
+        return decode_ms[n].pop(0)
+
+    timings = threads.measure(runs.append, [1, 2], rounds=3, timers={"decode": decode})
+    assert timings["decode"] == {1: 8.0, 2: 11.0}  # the warm-up (1.0, 2.0) is not kept
+    assert set(runs) == {"prefill"}  # decode forwards were never run back to back
+    assert threads.plan_from(timings).decode == 1
+
+
 def test_a_plan_is_measured_once_then_read_back(tmp_path):
     calls = []
     store = TimingStore(tmp_path / "machine.json", enabled=True)

@@ -30,7 +30,9 @@ from asynclm.engine.paths import cache_root
 SOURCES = ("quant.cpp", "fused.cpp", "attention.cpp")  # and the headers beside them
 LIBRARY = "asynclm_kernels"
 ENV_SWITCH = "ASYNCLM_NATIVE"  # "0": never build or load
-_FLAGS = ("-O3", "-march=native")
+# -fopenmp: without it every at::parallel_for of the kernels runs on one thread (the header
+# falls back to a serial loop); the library then links the libgomp torch has loaded already.
+_FLAGS = ("-O3", "-march=native", "-fopenmp")
 _CSRC = Path(__file__).parent / "csrc"
 
 
@@ -67,7 +69,7 @@ def load_native(*, rebuild: bool = False) -> NativeStatus:
 
 def build_dir() -> Path:
     """Where this machine's build of the current sources lives."""
-    return cache_root() / "kernels" / _build_key()
+    return cache_root() / "kernels" / build_key()
 
 
 def _load(rebuild: bool) -> NativeStatus:
@@ -111,6 +113,7 @@ def _build(folder: Path, library: Path, failed: Path) -> NativeStatus:
             LIBRARY,
             [str(_CSRC / name) for name in SOURCES],
             extra_cflags=list(_FLAGS),
+            extra_ldflags=["-fopenmp"],
             build_directory=str(work),
             is_python_module=False,
             verbose=False,
@@ -140,7 +143,9 @@ def _find_ninja() -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _build_key() -> str:
+def build_key() -> str:
+    """What the kernels are built from (sources, flags, CPU, compiler), hashed: a build, and
+    the timings taken with it, belong to one key."""
     h = hashlib.sha256()
     for path in sorted(_CSRC.iterdir()):
         h.update(path.name.encode() + path.read_bytes())

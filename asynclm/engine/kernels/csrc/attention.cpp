@@ -245,7 +245,7 @@ void attend(const at::Tensor& q, const Run& run, float* out, float* lse) {
   at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
     Scratch w(s.group * kPositions, s.dim);
     for (int64_t i; (i = next.fetch_add(1)) < items;) {
-      const int64_t b = blocks - 1 - i / kv_heads, g = i % kv_heads;  // most keys first
+      const int64_t g = i / blocks, b = blocks - 1 - i % blocks;  // a head at a time, most keys first
       const int64_t p0 = b * kPositions, p1 = std::min(s.n, p0 + kPositions);
       attend_block(qp, kt.data(), run.values, s, g, p0, p1, w, out, lse);
     }
