@@ -62,7 +62,8 @@ def test_the_share_and_a_start_adapter_are_run_options():
     cfg = configure("long", harness_share=0.25, init_adapter="runs/a/adapter")
     assert cfg.data.harness_share == 0.25
     assert cfg.train.init_adapter == "runs/a/adapter"
-    assert configure("long").data.harness_share == 0.0  # the default: off (opt in)
+    assert configure("long").data.harness_share == 0.5  # the shipped adapter's data
+    assert configure("default").data.harness_share == 0.0  # elsewhere off (opt in)
     with pytest.raises(ValueError, match="unknown options"):
         configure("long", harness=0.2)
 
