@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -23,13 +23,11 @@ from asynclm.engine.kernels.check import native_ops
 from asynclm.engine.kv_cache import KVCache
 from asynclm.engine.loader import DEFAULT_MODEL, LoadedModel, load_model
 from asynclm.engine.model import EngineModel, Transformer
-from asynclm.engine.pages import PagePool, PageTable
-from asynclm.engine.policy import BatchPolicy, Chunk
-from asynclm.engine.request import ForwardRequest
+from asynclm.engine.pages import PagePool
+from asynclm.engine.policy import BatchPolicy
 from asynclm.engine.runner import ModelRunner
 from asynclm.engine.scheduler import Scheduler
 from asynclm.engine.scope import Namespace, Quota, Scope
-from asynclm.engine.sequence import Sequence
 from asynclm.engine.threads import ThreadPlan
 from asynclm.engine.tokenizer import Tokenizer
 from asynclm.engine.tuning import KernelReport, TimingStore, plan_kernels
@@ -169,7 +167,7 @@ class Engine:
         key = f"threads-v2|{shape}|{weights}|{','.join(map(str, counts))}"
         store = TimingStore.for_machine(use_cache)
         self.runner.threads = threads.plan_threads(
-            self._probe,
+            None,  # both phases timed through a context of this engine
             counts,
             key=key,
             store=store,
@@ -232,31 +230,6 @@ class Engine:
         )
         self.model.use_ops(replace(self.model.ops, native_causal=self.attention.native))
         return self.attention
-
-    def _probe(self) -> Callable[[threads.Phase], None]:
-        """Runs one forward of a phase on the calling thread: a prefill chunk, or a decode step
-        after it, over a scratch KV pool of their own (the engine's pool is not touched; the
-        same slots are written again each time)."""
-        n, page = threads.PREFILL_TOKENS, 16
-        pages = -(-(n + 1) // page)
-        pool = PagePool(pages, page)
-        kv = KVCache(self.config, pages, page, dtype=self.model.dtype, device=self.model.device)
-        runner = ModelRunner(self.model, kv)
-        seq = Sequence(PageTable(page), Scope())
-        tokens = [t % self.config.vocab_size for t in range(100, 100 + n)]
-        positions = list(range(n))
-        seq.reserve(pool, n)
-        prefill = runner.prepare([Chunk(ForwardRequest(seq, tokens, positions), 0, n, 0)])
-        runner.execute(prefill)
-        seq.commit(tokens, positions)
-        seq.reserve(pool, 1)
-        step = ForwardRequest(seq, tokens[:1], [n])
-        batches = {"prefill": prefill, "decode": runner.prepare([Chunk(step, 0, 1, 0)])}
-
-        def run(phase: threads.Phase) -> None:
-            runner.execute(batches[phase])
-
-        return run
 
     @property
     def device(self) -> torch.device:

@@ -93,7 +93,7 @@ def plan_from(timings: dict[str, dict[int, float]], cached: bool = False) -> Thr
 
 
 def measure(
-    run: Callable[[Phase], None],
+    run: Callable[[Phase], None] | None,
     counts: Iterable[int],
     rounds: int = _ROUNDS,
     timers: Mapping[Phase, Callable[[int], float]] | None = None,
@@ -108,9 +108,11 @@ def measure(
     """
     counts, timers = list(counts), dict(timers or {})
     phases: tuple[tuple[Phase, int], ...] = (("prefill", 1), ("decode", _DECODE_STEPS))
+    if run is None and any(phase not in timers for phase, _ in phases):
+        raise ValueError("measure needs a forward to run, or a timer for every phase")
 
     def once(phase: Phase, n: int, steps: int) -> float:
-        if phase in timers:
+        if phase in timers or run is None:
             return timers[phase](n)
         start = time.perf_counter()
         for _ in range(steps):
@@ -136,7 +138,7 @@ def measure(
 
 
 def plan_threads(
-    probe: Callable[[], Callable[[Phase], None]],
+    probe: Callable[[], Callable[[Phase], None]] | None,
     counts: Iterable[int],
     *,
     key: str,
@@ -145,7 +147,8 @@ def plan_threads(
     timers: Mapping[Phase, Callable[[int], float]] | None = None,
 ) -> ThreadPlan:
     """Read this machine's timings of `key` back, or measure them with the forwards `probe()`
-    sets up, or the phase `timers` given (`measure`), and keep them."""
+    sets up (None: every phase has a timer), or the phase `timers` given (`measure`),
+    and keep them."""
     counts = list(counts)
     saved = None if retune else store.get(key)
     if saved is not None and all(n in saved for n in counts):
@@ -156,7 +159,7 @@ def plan_threads(
         file=sys.stderr,
         flush=True,
     )
-    timings = measure(probe(), counts, timers=timers)
+    timings = measure(None if probe is None else probe(), counts, timers=timers)
     store.put(key, {n: {p: timings[p][n] for p in timings} for n in counts})
     store.save()
     return plan_from(timings)

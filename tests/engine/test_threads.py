@@ -58,6 +58,13 @@ def test_a_phase_with_a_timer_is_timed_by_it_and_keeps_its_fastest_round():
     assert threads.plan_from(timings).decode == 1
 
 
+def test_without_a_forward_every_phase_needs_a_timer():
+    timings = threads.measure(None, [1], rounds=1, timers={"decode": float, "prefill": float})
+    assert timings == {"decode": {1: 1.0}, "prefill": {1: 1.0}}
+    with pytest.raises(ValueError, match="a timer for every phase"):
+        threads.measure(None, [1], timers={"decode": float})
+
+
 def test_a_plan_is_measured_once_then_read_back(tmp_path):
     calls = []
     store = TimingStore(tmp_path / "machine.json", enabled=True)
